@@ -1,0 +1,32 @@
+# Two commands a fresh machine needs: `make demo` and `make test`. Each builds .venv if it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch (CI and laptops). For a CUDA build, see README "Install".
+TORCH_SPEC ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) benchmarks/pruning.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check pipeline tests benchmarks jobs
+	$(PY) -m ruff format --check pipeline tests benchmarks jobs
+
+clean:
+	rm -rf $(VENV)
