@@ -1,0 +1,24 @@
+"""The pruning benchmark runs end to end on a tiny size and writes its rows (speed is not asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning.py"
+
+
+def test_benchmark_writes_a_row_per_method_and_keep(tmp_path):
+    out = tmp_path / "pruning.json"
+    args = ["--batch", "2", "--side", "6", "--dim", "8", "--repeats", "1", "--keeps", "0.1,0.5", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=True)
+    assert "x Gram" in result.stdout and "target EVTP" in result.stdout
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert len(rows) == 7 * 2
+    assert {r["method"] for r in rows} == {"evtp", "kcenter", "divprune", "random", "grid", "attention", "none"}
+    for r in rows:
+        assert {"method", "keep", "seconds_median", "gram_seconds_median", "ratio_to_gram"} <= set(r)
+        assert r["seconds_median"] > 0 and r["ratio_to_gram"] == r["seconds_median"] / r["gram_seconds_median"]
+        assert r["k"] == (36 if r["method"] == "none" else {0.1: 4, 0.5: 18}[r["keep"]])
+    assert report["meta"]["tokens"] == 36
