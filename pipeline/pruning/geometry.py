@@ -85,18 +85,31 @@ def l2_normalize(features: torch.Tensor) -> torch.Tensor:
     return features / torch.linalg.vector_norm(features, dim=-1, keepdim=True).clamp_min(NORM_EPS)
 
 
-def sqdist_to(x: torch.Tensor, sq: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances from every token to some target tokens, in the Gram form.
+def sqdist(a: torch.Tensor, sq_a: torch.Tensor, b: torch.Tensor, sq_b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between two sets of tokens per frame, in the Gram form.
+
+    ``|a_i|^2 + |b_j|^2 - 2 a_i·b_j``: one batched GEMM (``baddbmm`` folds in ``|b_j|^2``) and one pass.
 
     Args:
-        x: ``(batch, tokens, dim)`` features.
-        sq: ``(batch, tokens)`` their squared norms.
-        targets: ``(batch, k)`` int64 token indices.
+        a: ``(batch, M, D)``; ``sq_a`` ``(batch, M)`` its squared norms.
+        b: ``(batch, K, D)``; ``sq_b`` ``(batch, K)`` its squared norms.
 
     Returns:
-        ``(batch, tokens, k)`` float32, clamped at 0 (cancellation can make it slightly negative).
+        ``(batch, M, K)`` float32, clamped at 0 (cancellation can leave it slightly negative).
+    """
+    d = torch.baddbmm(sq_b[:, None, :], a, b.transpose(1, 2), alpha=-2.0)
+    return d.add_(sq_a[:, :, None]).clamp_min_(0.0)
+
+
+def sqdist_to(x: torch.Tensor, sq: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared distances from every token to some target tokens of its frame.
+
+    Args:
+        x: ``(batch, N, D)`` features; ``sq`` ``(batch, N)`` their squared norms.
+        targets: ``(batch, K)`` int64 token indices.
+
+    Returns:
+        ``(batch, N, K)`` float32.
     """
     kept = x.gather(1, targets[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, K, D)
-    sq_kept = sq.gather(1, targets)  # (B, K)
-    d = torch.baddbmm(sq_kept[:, None, :], x, kept.transpose(1, 2), alpha=-2.0)
-    return d.add_(sq[:, :, None]).clamp_min_(0.0)
+    return sqdist(x, sq, kept, sq.gather(1, targets))
