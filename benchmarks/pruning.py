@@ -19,12 +19,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from pipeline.pruning import METHODS, select_tokens
+from pipeline.viz import side_by_side, token_overlay
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pruning.json"
 TARGET_RATIO = 1.2
+PATCH = 14  # SigLIP-so400m/14: a 27x27 grid of 14-pixel patches covers 378 pixels
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +41,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--picture-keep", type=float, default=0.1, help="keep ratio of the token picture")
     return parser.parse_args(argv)
+
+
+def scene(side: int) -> Image.Image:
+    """A synthetic frame: sky and ground, a sun, a car, a thin pole (a small referent) and a ball."""
+    size = side * PATCH
+    image = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(image)
+    for y in range(size):
+        t = y / size
+        sky, ground = (int(90 + 100 * t), int(150 + 60 * t), 235), (70, int(140 - 40 * t), 50)
+        draw.line([(0, y), (size, y)], fill=sky if t < 0.6 else ground)
+    u = size / 27
+    draw.ellipse([20 * u, 2 * u, 25 * u, 7 * u], fill=(255, 215, 60))
+    draw.rectangle([3 * u, 13 * u, 13 * u, 18 * u], fill=(200, 30, 40))
+    draw.rectangle([5 * u, 11 * u, 11 * u, 13 * u], fill=(170, 25, 35))
+    draw.line([(18 * u, 6 * u), (18 * u, 21 * u)], fill=(40, 40, 40), width=max(1, int(u / 3)))
+    draw.ellipse([20 * u, 18 * u, 24 * u, 22 * u], fill=(30, 60, 200))
+    return image
+
+
+def patch_features(image: Image.Image, side: int, seed: int) -> torch.Tensor:
+    """Raw 14x14 RGB patches with a little sensor noise as token features: ``(1, side*side, 588)``."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).view(side, PATCH, side, PATCH, 3)
+    patches = pixels.permute(0, 2, 1, 3, 4).reshape(1, side * side, PATCH * PATCH * 3)
+    return patches + 0.02 * torch.randn(patches.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def token_picture(side: int, keep: float, seed: int, out: Path) -> Path:
+    """What each distance-based method keeps of the synthetic frame, side by side."""
+    image = scene(side)
+    features = patch_features(image, side, seed)
+    panels, titles = [image], ["frame"]
+    for method in ("evtp", "kcenter", "divprune", "grid", "random"):
+        sel = select_tokens(features, (side, side), keep, method)
+        panels.append(token_overlay(image, sel.indices[0].tolist(), (side, side)))
+        titles.append(f"{method} K={sel.k} grid r={float(sel.grid_radius[0]):.1f}")
+    path = out.with_name(out.stem + "_tokens.png")
+    side_by_side(panels, titles).save(path)
+    return path
 
 
 def seconds(fn) -> float:
@@ -132,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
+    print(f"wrote {token_picture(args.side, args.picture_keep, args.seed, args.out)}")
     return 0
 
 

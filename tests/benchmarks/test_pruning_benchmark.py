@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning.py"
 
 
@@ -22,3 +24,5 @@ def test_benchmark_writes_a_row_per_method_and_keep(tmp_path):
         assert r["seconds_median"] > 0 and r["ratio_to_gram"] == r["seconds_median"] / r["gram_seconds_median"]
         assert r["k"] == (36 if r["method"] == "none" else {0.1: 4, 0.5: 18}[r["keep"]])
     assert report["meta"]["tokens"] == 36
+    with Image.open(tmp_path / "pruning_tokens.png") as picture:
+        assert picture.width > 6 * 6 * 14  # the frame and five methods side by side
