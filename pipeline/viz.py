@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
-Grid = tuple[int, int]
+from .pruning.geometry import Grid
 
 
 def token_overlay(
