@@ -1,0 +1,122 @@
+"""From decoder mask logits to the released top-1 mask at the original image size.
+
+Follows HyperSeg's ``eval_seg`` and ``SEG_instance_inference`` (congvvc/HyperSeg@5cfcf52:hyperseg/model/
+language_model/llava_phi.py) and the top-1 choice of ``eval/eval_refcoco.py: compute_metric`` (model.md §1.8):
+
+1. bilinear upsampling of the stride-4 logits to the padded square canvas (``align_corners=False``);
+2. detectron2 ``sem_seg_postprocess``: crop to the unpadded extent, bilinear resize to the original size;
+3. ``score = sigmoid(SEG logit) * mean(sigmoid(logit) over the mask logit > 0)``;
+4. the query with the highest score; its mask is ``logit > 0``.
+
+The released code scores "instances" in the order of an unsorted top-k over all queries; everything here is in
+query order (the per-query numbers are the same).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+# Added to the foreground pixel count in the mask score, as released (keeps empty masks at score 0).
+MASK_SCORE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class TopMask:
+    """The chosen query.
+
+    Attributes:
+        query: its index among the decoder queries.
+        score: its combined score.
+        mask: its binary mask at the original size, ``logits > 0``, bool (H, W).
+    """
+
+    query: int
+    score: float
+    mask: torch.Tensor
+
+
+def unpadded_extent(padding_mask: torch.Tensor) -> tuple[int, int]:
+    """``(h', w')`` of the image on the padded canvas, from the bounding box of ``~padding_mask``.
+
+    Args:
+        padding_mask: bool (canvas_h, canvas_w), True on padded pixels. The mapper pads at the bottom and right only.
+    """
+    if padding_mask.ndim != 2 or padding_mask.dtype != torch.bool:
+        raise ValueError(
+            f"padding_mask must be a 2-D bool tensor, got {padding_mask.dtype} {tuple(padding_mask.shape)}"
+        )
+    rows = torch.nonzero((~padding_mask).any(dim=1)).flatten()
+    cols = torch.nonzero((~padding_mask).any(dim=0)).flatten()
+    if rows.numel() == 0:
+        raise ValueError("padding_mask marks every pixel as padding")
+    if rows[0] != 0 or cols[0] != 0:
+        # The crop ``[:h', :w']`` below is only right for an image placed at the top-left corner.
+        raise ValueError(f"image must start at the canvas origin, found its box at ({int(rows[0])}, {int(cols[0])})")
+    return int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def upsample_to_original(
+    pred_masks: torch.Tensor, canvas: int, resized_hw: tuple[int, int], original_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Mask logits at the original image size.
+
+    Args:
+        pred_masks: decoder mask logits of one image, (queries, h, w), on the padded canvas at stride 4.
+        canvas: side of the padded square input (1024 for HyperSeg-3B, ``INPUT.IMAGE_SIZE``).
+        resized_hw: the image's extent on the canvas before padding (see ``unpadded_extent``).
+        original_hw: the original image's (height, width).
+
+    Returns:
+        Mask logits, (queries, height, width).
+    """
+    if pred_masks.ndim != 3:
+        raise ValueError(f"pred_masks must be (queries, h, w), got {tuple(pred_masks.shape)}")
+    resized_h, resized_w = resized_hw
+    if not (0 < resized_h <= canvas and 0 < resized_w <= canvas):
+        raise ValueError(f"resized_hw {tuple(resized_hw)} does not fit in a {canvas} x {canvas} canvas")
+    if min(original_hw) <= 0:
+        raise ValueError(f"original_hw must be positive, got {tuple(original_hw)}")
+    # (1, queries, canvas, canvas): the released code upsamples the whole batch to the padded tensor size.
+    logits = F.interpolate(pred_masks[None], size=(canvas, canvas), mode="bilinear", align_corners=False)
+    logits = logits[:, :, :resized_h, :resized_w]
+    logits = F.interpolate(logits, size=tuple(original_hw), mode="bilinear", align_corners=False)
+    return logits[0]
+
+
+def score_queries(mask_logits: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+    """Released per-query score: ``sigmoid(SEG) * sum(sigmoid(m) * [m > 0]) / (sum([m > 0]) + 1e-6)``.
+
+    Args:
+        mask_logits: full-resolution mask logits, (queries, H, W).
+        seg_logits: SEG logits, (queries,) or (queries, 1).
+
+    Returns:
+        Scores, (queries,).
+    """
+    if mask_logits.ndim != 3:
+        raise ValueError(f"mask_logits must be (queries, H, W), got {tuple(mask_logits.shape)}")
+    num_queries = mask_logits.shape[0]
+    if seg_logits.shape not in ((num_queries,), (num_queries, 1)):
+        raise ValueError(f"seg_logits must be ({num_queries},) or ({num_queries}, 1), got {tuple(seg_logits.shape)}")
+    # Same reduction layout as the release (flatten, then sum) so that the float sums agree exactly.
+    foreground = (mask_logits > 0).to(mask_logits.dtype).flatten(1)
+    mask_score = (mask_logits.sigmoid().flatten(1) * foreground).sum(1) / (foreground.sum(1) + MASK_SCORE_EPS)
+    return seg_logits.reshape(num_queries).sigmoid() * mask_score
+
+
+def top1(mask_logits: torch.Tensor, scores: torch.Tensor) -> TopMask:
+    """The highest-scoring query (ties: the lowest index), its binary mask and score.
+
+    Args:
+        mask_logits: full-resolution mask logits, (queries, H, W).
+        scores: ``score_queries`` output, (queries,).
+    """
+    if mask_logits.ndim != 3 or scores.shape != mask_logits.shape[:1]:
+        raise ValueError(
+            f"need mask_logits (queries, H, W) and scores (queries,), got {tuple(mask_logits.shape)} "
+            f"and {tuple(scores.shape)}"
+        )
+    # argmax returns the first maximal index.
+    query = int(torch.argmax(scores))
+    return TopMask(query=query, score=float(scores[query]), mask=mask_logits[query] > 0)
