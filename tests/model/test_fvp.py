@@ -14,12 +14,11 @@ from pipeline.model.fvp import (
     is_fvp_key,
 )
 
-REFERENCE = Path("/work/shared/reference")
+from .reference import REFERENCE
+
 GOLDEN = REFERENCE / "golden-tiny"
 # golden-tiny/video/README.md: about 1e-5 absolute on fvp.out and the temporal query in fp32.
 ATOL = 1e-5
-
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason="golden reference not available")
 
 
 def tiny_fvp() -> FineGrainedPerceiver:

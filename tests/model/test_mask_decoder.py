@@ -2,7 +2,6 @@
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,8 @@ from pipeline.model.mask_decoder import (
     convert_decoder,
 )
 
-REFERENCE = Path("/work/shared/reference")
+from .reference import REFERENCE
+
 GOLDEN = REFERENCE / "golden-tiny"
 CHECKPOINT = GOLDEN / "checkpoint"
 PREFIX = "predictor."

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,8 @@ from safetensors.torch import load_file
 
 from pipeline.model.postprocess import score_queries, top1, unpadded_extent, upsample_to_original
 
-GOLDEN = Path("/work/shared/reference/golden-tiny")
+from .reference import GOLDEN
+
 CANVAS = 128  # INPUT.IMAGE_SIZE of the tiny checkpoint
 MASK_TOLERANCE = 1e-4  # golden README: mask logits
 SCORE_TOLERANCE = 1e-6  # float64 replays of the release move the scores by <= 4.2e-7 (video README)

@@ -1,7 +1,5 @@
 """The SigLIP and Swin views against the golden `images_clip`, `images` and `padding_mask` (bitwise)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +8,8 @@ from safetensors.torch import load_file
 
 from pipeline.model.preprocess import SWIN_MEAN, SWIN_PAD_VALUE, SWIN_STD, shortest_edge_size, siglip_view, swin_view
 
-GOLDEN = Path("/work/shared/reference/golden-tiny")
+from .reference import GOLDEN
+
 SIGLIP_SIZE = 54  # hparams.json "siglip_image_size"
 CANVAS = 128  # hparams.json "swin_branch_image_size" (mask config INPUT.IMAGE_SIZE)
 

@@ -22,14 +22,13 @@ from pipeline.model.prompt import (
     tokenize_prompt,
 )
 
-GOLDEN = Path("/work/shared/reference/golden-tiny")
+from .reference import GOLDEN
+
 # (task, golden case directory, annotation sentences as the dataset would hold them, or the file holding one)
 CASES = {
     "image": ("referring", GOLDEN / "reference", ["the red box on the left"]),
     "video": ("video", GOLDEN / "video", GOLDEN / "video" / "instruction.txt"),
 }
-
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason="golden reference not available")
 
 
 @pytest.fixture(scope="module")

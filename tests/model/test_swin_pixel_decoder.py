@@ -16,7 +16,8 @@ from pipeline.model.pixel_decoder import (
 )
 from pipeline.model.swin import FEATURE_NAMES, MaskBackbone, SwinSettings, convert_swin
 
-REFERENCE = Path("/work/shared/reference")
+from .reference import REFERENCE
+
 GOLDEN = REFERENCE / "golden-tiny"
 SWIN_PREFIX = "model.vision_tower_mask."
 PIXEL_DECODER_PREFIX = "pixel_decoder."

@@ -1,0 +1,333 @@
+"""The API the pipeline calls: frames and expressions in, masks with their token selections out.
+
+One frame batch is encoded once (SigLIP, token selection, projector, Swin, pixel decoder); each
+expression then runs its own LLM prefill and mask decoding. Video frames go in order, each
+expression carrying its FVP state from frame to frame, as HyperSeg's ReVOS evaluation does
+(congvvc/HyperSeg@5cfcf52:eval/eval_ReasonVOS.py; model.md §1.9).
+"""
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..pruning import Selection, select_tokens
+from .config import preset
+from .hyperseg import HyperSeg
+from .llm import POSITION_POLICIES, LlmOutput, assemble, run_llm
+from .mask_decoder import MaskDecoderOutput
+from .pixel_decoder import PixelDecoderOutput
+from .postprocess import score_queries, top1, upsample_to_original
+from .preprocess import siglip_view, swin_view
+from .prompt import build_prompt, build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids, tokenize_prompt
+
+STAGES = ("siglip", "selection", "llm", "mask_branch", "postprocess")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Which visual tokens of each frame reach the LLM.
+
+    Attributes:
+        method: a ``pipeline.pruning.METHODS`` name; ``none`` keeps all 729.
+        keep: ratio in (0, 1] or a count.
+        options: the method's options, as ``(name, value)`` pairs (e.g. ``(("alpha", 1.0),)``).
+        position_ids: ``contiguous`` (default) or ``original`` (see ``llm.assemble``).
+    """
+
+    method: str = "none"
+    keep: float | int = 1.0
+    options: tuple[tuple[str, object], ...] = ()
+    position_ids: str = "contiguous"
+
+    def __post_init__(self) -> None:
+        if self.position_ids not in POSITION_POLICIES:
+            raise ValueError(f"position_ids must be one of {POSITION_POLICIES}, got {self.position_ids!r}")
+
+
+@dataclass
+class EncodedFrames:
+    """What every expression of a frame shares: computed once per frame.
+
+    Attributes:
+        selection: kept indices ``(B, K)`` and coverage diagnostics.
+        image_tokens: ``(B, K, hidden)`` projected kept tokens.
+        swin: Swin res2-res5 of each frame.
+        pixel: pixel-decoder outputs of each frame.
+        resized_hw, original_hw: per frame, for post-processing.
+        seconds: time per stage for the batch.
+    """
+
+    selection: Selection
+    image_tokens: torch.Tensor
+    swin: dict[str, torch.Tensor]
+    pixel: PixelDecoderOutput
+    resized_hw: list[tuple[int, int]]
+    original_hw: list[tuple[int, int]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prefill:
+    """The LLM pass of a batch of expressions.
+
+    Attributes:
+        owner: per expression, the index of its frame in the batch.
+        llm: the hidden states read back (seg queries, pooled refer span, temporal tokens).
+        next_temporal: ``(E, latents, fvp_dim)`` FVP latents for the next video frame.
+    """
+
+    owner: list[int]
+    llm: LlmOutput
+    next_temporal: torch.Tensor
+
+
+@dataclass
+class Segmentation:
+    """One expression on one frame.
+
+    Attributes:
+        mask: ``(H, W)`` bool at the original resolution (the top-1 query's ``logits > 0``).
+        score: the top-1 score, ``sigmoid(SEG) x mean mask confidence``.
+        query: the top-1 query index.
+        kept: ``(K,)`` int64 kept token indices of the frame.
+        feature_radius, grid_radius, lam: the frame's coverage diagnostics.
+        sequence_length: LLM tokens of this expression's prefill.
+        seconds: per-stage time of the call, shared by the call's expressions.
+    """
+
+    mask: np.ndarray
+    score: float
+    query: int
+    kept: np.ndarray
+    feature_radius: float
+    grid_radius: float
+    lam: float
+    sequence_length: int
+    seconds: dict[str, float]
+
+
+class HyperSegPredictor:
+    """HyperSeg with its tokenizer, preprocessing and token pruning."""
+
+    def __init__(self, model: HyperSeg, tokenizer, pruning: PruningConfig | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pruning = pruning or PruningConfig()
+        self.device = model.seg_query.device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = int(pad)
+        self._prompts: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        pruning: PruningConfig | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        attn_implementation: str = "sdpa",
+        **config_overrides,
+    ) -> "HyperSegPredictor":
+        """Model and tokenizer from one checkpoint directory in the released layout (local files only)."""
+        model = HyperSeg.from_pretrained(
+            directory, dtype=dtype, device=device, attn_implementation=attn_implementation, **config_overrides
+        )
+        return cls(model, load_tokenizer(directory), pruning)
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        *,
+        pruning: PruningConfig | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        attn_implementation: str = "sdpa",
+    ) -> "HyperSegPredictor":
+        """A preset (``tiny``, ``bench``, ``hyperseg-3b``) with seeded random weights and the small local tokenizer.
+
+        For tests, demos and timing: the masks mean nothing. Real weights come from ``from_pretrained``.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            with torch.device(device):
+                model = HyperSeg(preset(name), attn_implementation)
+        with tempfile.TemporaryDirectory() as directory:
+            tokenizer = load_tokenizer(build_tiny_tokenizer(directory))
+        return cls(model, tokenizer, pruning)
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def prompt_ids(self, task: str) -> list[int]:
+        """The tokenised template of a task (the instruction fills ``<refer>`` separately)."""
+        if task not in self._prompts:
+            self._prompts[task] = tokenize_prompt(self.tokenizer, build_prompt(task))
+        return self._prompts[task]
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray | Image.Image]) -> EncodedFrames:
+        """Encode a batch of RGB frames once: SigLIP, selection, projector, Swin and pixel decoder."""
+        if len(images) == 0:
+            raise ValueError("encode needs at least one frame")
+        pre = self.model.config.preprocess
+        views = [swin_view(im, pre.canvas, pre.pixel_mean, pre.pixel_std, pre.pad_value) for im in images]
+        clip = torch.stack([siglip_view(im, pre.siglip_size, pre.siglip_mean, pre.siglip_std) for im in images])
+        original_hw = [tuple(np.asarray(im).shape[:2]) for im in images]
+        seconds = {}
+        start = self._sync()
+        features = self.model.encode_vision(clip.to(self.device))  # (B, N, D)
+        seconds["siglip"] = (t := self._sync()) - start
+        p = self.pruning
+        selection = select_tokens(features, self.model.grid, p.keep, p.method, **dict(p.options))
+        kept = features.gather(1, selection.indices[:, :, None].expand(-1, -1, features.shape[-1]))
+        image_tokens = self.model.projector(kept)
+        seconds["selection"] = (t2 := self._sync()) - t
+        swin, pixel = self.model.encode_masks(torch.stack([v.pixels for v in views]).to(self.device))
+        seconds["mask_branch"] = self._sync() - t2
+        return EncodedFrames(
+            selection=selection,
+            image_tokens=image_tokens,
+            swin=swin,
+            pixel=pixel,
+            resized_hw=[v.resized_hw for v in views],
+            original_hw=original_hw,
+            seconds=seconds,
+        )
+
+    @torch.inference_mode()
+    def prefill(
+        self,
+        encoded: EncodedFrames,
+        expressions: Sequence[Sequence[str]],
+        task: str = "referring",
+        temporal: torch.Tensor | None = None,
+    ) -> Prefill:
+        """The FVP and one LLM prefill per expression (batched), for every frame's expressions.
+
+        Args:
+            encoded: from ``encode``.
+            expressions: per frame, its expressions (raw text; worded as the release's test sets do by
+                ``prompt.format_instruction``); at least one per frame.
+            task: prompt wording: ``referring``, ``reasoning`` or ``video``.
+            temporal: ``(E, latents, fvp_dim)`` FVP latents per expression (all frames' expressions in
+                order), carried from the previous video frame; None starts from the learned query.
+        """
+        b = encoded.image_tokens.shape[0]
+        if len(expressions) != b or any(len(e) == 0 for e in expressions):
+            counts = [len(e) for e in expressions]
+            raise ValueError(f"need a non-empty expression list for each of the {b} frames, got {counts}")
+        owner = [i for i, exprs in enumerate(expressions) for _ in exprs]
+        texts = [format_instruction(task, text) for exprs in expressions for text in exprs]
+        if temporal is not None and temporal.shape[0] != len(texts):
+            raise ValueError(f"temporal state has {temporal.shape[0]} rows for {len(texts)} expressions")
+        model, frames = self.model, torch.tensor(owner, device=self.device)
+        fvp_tokens = model.fvp(*(encoded.swin[k].index_select(0, frames) for k in ("res3", "res4", "res5")), temporal)
+        ids = self.prompt_ids(task)
+        grid = model.config.vision.grid
+        sequences = [
+            assemble(
+                ids,
+                model.llm.embed_tokens,
+                image=encoded.image_tokens[f],
+                temporal=fvp_tokens[e],
+                refer_ids=refer_ids(self.tokenizer, texts[e]),
+                seg_query=model.seg_query,
+                pad_token_id=self.pad_token_id,
+                kept=encoded.selection.indices[f],
+                n_image=grid[0] * grid[1],
+                position_policy=self.pruning.position_ids,
+            )
+            for e, f in enumerate(owner)
+        ]
+        out = run_llm(model.llm, sequences)
+        return Prefill(owner=owner, llm=out, next_temporal=model.fvp.read_state(out.temporal))
+
+    @torch.inference_mode()
+    def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:
+        """Mask and SEG logits of every expression, on its frame's pixel-decoder features."""
+        frames = torch.tensor(prefill.owner, device=self.device)
+        pixel = PixelDecoderOutput(
+            mask_features=encoded.pixel.mask_features.index_select(0, frames),
+            multi_scale_features=tuple(m.index_select(0, frames) for m in encoded.pixel.multi_scale_features),
+        )
+        return self.model.decode_masks(prefill.llm.seg, prefill.llm.refer, pixel)
+
+    def full_resolution(self, encoded: EncodedFrames, frame: int, pred_masks: torch.Tensor) -> torch.Tensor:
+        """``(Q, h, w)`` decoder logits of one expression -> ``(Q, H, W)`` at its frame's original size."""
+        canvas = self.model.config.preprocess.canvas
+        return upsample_to_original(pred_masks.float(), canvas, encoded.resized_hw[frame], encoded.original_hw[frame])
+
+    def segment(
+        self,
+        encoded: EncodedFrames,
+        expressions: Sequence[Sequence[str]],
+        task: str = "referring",
+        temporal: torch.Tensor | None = None,
+    ) -> tuple[list[list[Segmentation]], torch.Tensor]:
+        """Segment each frame's expressions (arguments as ``prefill``).
+
+        Returns:
+            Per frame, per expression, the segmentation; and the FVP latents to carry to the next frame.
+        """
+        seconds = dict(encoded.seconds)
+        start = self._sync()
+        prefill = self.prefill(encoded, expressions, task, temporal)
+        seconds["llm"] = (t := self._sync()) - start
+        decoded = self.decode(encoded, prefill)
+        seconds["mask_branch"] = seconds.get("mask_branch", 0.0) + (t2 := self._sync()) - t
+        chosen = []
+        with torch.inference_mode():
+            for e, f in enumerate(prefill.owner):
+                logits = self.full_resolution(encoded, f, decoded.pred_masks[e])
+                chosen.append(top1(logits, score_queries(logits, decoded.pred_seg_logits[e].float())))
+        seconds["postprocess"] = self._sync() - t2
+        sel = encoded.selection
+        results: list[list[Segmentation]] = [[] for _ in range(encoded.image_tokens.shape[0])]
+        for e, f in enumerate(prefill.owner):
+            results[f].append(
+                Segmentation(
+                    mask=chosen[e].mask.cpu().numpy(),
+                    score=chosen[e].score,
+                    query=chosen[e].query,
+                    kept=sel.indices[f].cpu().numpy(),
+                    feature_radius=float(sel.feature_radius[f]),
+                    grid_radius=float(sel.grid_radius[f]),
+                    lam=float(sel.lam[f]),
+                    sequence_length=int(prefill.llm.lengths[e]),
+                    seconds=seconds,
+                )
+            )
+        return results, prefill.next_temporal
+
+    def predict(
+        self, image: np.ndarray | Image.Image, expressions: Sequence[str], task: str = "referring"
+    ) -> list[Segmentation]:
+        """One image, one or more expressions."""
+        results, _ = self.segment(self.encode([image]), [list(expressions)], task)
+        return results[0]
+
+    def predict_video(
+        self, frames: Sequence[np.ndarray | Image.Image], expressions: Sequence[str], task: str = "video"
+    ) -> list[list[Segmentation]]:
+        """A video in frame order; each expression's FVP state is carried from frame to frame.
+
+        Returns:
+            Per frame, per expression.
+        """
+        if len(frames) == 0:
+            raise ValueError("predict_video needs at least one frame")
+        state, out = None, []
+        for frame in frames:
+            results, state = self.segment(self.encode([frame]), [list(expressions)], task, state)
+            out.append(results[0])
+        return out
