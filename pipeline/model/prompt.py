@@ -91,6 +91,8 @@ def format_instruction(task: str, sentences: str | Sequence[str]) -> str:
         sentences = [sentences]
     if not sentences:
         raise ValueError("no instruction sentences given")
+    if any(not sentence.strip() for sentence in sentences):
+        raise ValueError(f"instruction sentences must not be empty, got {list(sentences)!r}")
     if task == "referring":
         return "".join(f" {sentence}." for sentence in sentences).strip()
     if task == "reasoning":

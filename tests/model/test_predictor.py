@@ -1,0 +1,135 @@
+"""Token pruning inside the model, batching, video state and bad input, on the tiny preset (random weights)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.model import HyperSegPredictor, PruningConfig
+from pipeline.model.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return HyperSegPredictor.from_preset("tiny", seed=0)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    return [(rng.random(shape) * 255).astype(np.uint8) for shape in ((90, 120, 3), (64, 48, 3))]
+
+
+def run(predictor, pruning, image, expressions, task="referring"):
+    predictor.pruning = pruning
+    try:
+        return predictor.predict(image, expressions, task)
+    finally:
+        predictor.pruning = PruningConfig()
+
+
+def same(a, b):
+    assert (a.query, a.score) == (b.query, b.score)
+    assert np.array_equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize("method", ["evtp", "kcenter", "grid", "random", "divprune"])
+def test_keep_one_is_bit_identical_to_no_pruning(predictor, images, method):
+    unpruned = run(predictor, PruningConfig(), images[0], ["the cat"])[0]
+    full = run(predictor, PruningConfig(method, 1.0), images[0], ["the cat"])[0]
+    same(unpruned, full)
+    assert full.sequence_length == unpruned.sequence_length
+
+
+@pytest.mark.parametrize(("keep", "k"), [(0.2, 146), (0.05, 36), (73, 73)])
+def test_sequence_shrinks_by_exactly_the_pruned_tokens(predictor, images, keep, k):
+    unpruned = run(predictor, PruningConfig(), images[0], ["the cat"])[0]
+    pruned = run(predictor, PruningConfig("evtp", keep), images[0], ["the cat"])[0]
+    assert len(pruned.kept) == k and np.all(np.diff(pruned.kept) > 0)
+    assert unpruned.sequence_length - pruned.sequence_length == 729 - k
+    assert pruned.mask.shape == (90, 120)
+    assert pruned.lam > 0 and pruned.grid_radius > 0 and np.isnan(unpruned.lam)
+
+
+def test_position_id_policies(predictor, images):
+    contiguous = run(predictor, PruningConfig("evtp", 0.2), images[0], ["the cat"])[0]
+    original = run(predictor, PruningConfig("evtp", 0.2, position_ids="original"), images[0], ["the cat"])[0]
+    assert np.array_equal(contiguous.kept, original.kept)
+    assert contiguous.score != original.score  # gapped positions change the LLM's output
+    unpruned = run(predictor, PruningConfig(), images[0], ["the cat"])[0]
+    same(unpruned, run(predictor, PruningConfig("evtp", 1.0, position_ids="original"), images[0], ["the cat"])[0])
+
+
+def test_expressions_and_frames_batch_like_single_calls(predictor, images):
+    """Right-padding the shorter sequences must not change any result."""
+    expressions = [["a", "the small dog sitting on the left of the picture"], ["cat"]]
+    predictor.pruning = PruningConfig("evtp", 0.2)
+    try:
+        batched, _ = predictor.segment(predictor.encode(images), expressions)
+        for frame, image in enumerate(images):
+            for e, text in enumerate(expressions[frame]):
+                single = predictor.predict(image, [text])[0]
+                assert batched[frame][e].query == single.query
+                assert batched[frame][e].score == pytest.approx(single.score, abs=1e-5)
+                assert np.mean(batched[frame][e].mask != single.mask) < 1e-3
+                assert np.array_equal(batched[frame][e].kept, single.kept)
+        assert batched[1][0].mask.shape == (64, 48)
+    finally:
+        predictor.pruning = PruningConfig()
+
+
+def test_video_equals_single_frame_calls_with_the_state_carried(predictor, images):
+    frames = [images[0], np.ascontiguousarray(images[0][::-1]), images[0]]
+    video = predictor.predict_video(frames, ["the cat", "a dog"])
+    state = None
+    for t, frame in enumerate(frames):
+        results, state = predictor.segment(predictor.encode([frame]), [["the cat", "a dog"]], "video", state)
+        for a, b in zip(results[0], video[t], strict=True):
+            same(a, b)
+    # The carried state matters: frame 2 repeats frame 0 but starts from a different state.
+    assert video[2][0].score != video[0][0].score
+
+
+def test_stage_timings_are_reported(predictor, images):
+    result = predictor.predict(images[0], ["the cat"])[0]
+    assert set(result.seconds) == {"siglip", "selection", "llm", "mask_branch", "postprocess"}
+    assert all(v >= 0 for v in result.seconds.values())
+
+
+def test_runs_in_bfloat16(images):
+    low = HyperSegPredictor.from_preset("tiny", seed=0)
+    low.model.to(torch.bfloat16)
+    result = low.predict(images[0], ["the cat"])[0]
+    assert result.mask.shape == (90, 120) and 0 <= result.score <= 1
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((10, 10), dtype=np.uint8), r"\(height, width, 3\) RGB, got shape \(10, 10\)"),
+        (np.zeros((10, 10, 4), dtype=np.uint8), r"\(height, width, 3\) RGB, got shape \(10, 10, 4\)"),
+        (np.zeros((10, 10, 3), dtype=np.float32), "uint8"),
+    ],
+)
+def test_bad_images(predictor, image, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(image, ["the cat"])
+
+
+def test_bad_expressions(predictor, images):
+    with pytest.raises(ValueError, match="non-empty expression list"):
+        predictor.predict(images[0], [])
+    with pytest.raises(ValueError, match="must not be empty"):
+        predictor.predict(images[0], ["   "])
+    with pytest.raises(ValueError, match="unknown task"):
+        predictor.predict(images[0], ["the cat"], task="caption")
+    with pytest.raises(ValueError, match="needs at least one frame"):
+        predictor.encode([])
+    with pytest.raises(ValueError, match="position_ids"):
+        dataclasses.replace(PruningConfig(), position_ids="shifted")
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        HyperSegPredictor.from_pretrained(tmp_path)
