@@ -1,0 +1,21 @@
+"""Data: the shard sample contract, converters from the official layouts, shard writer and streaming reader."""
+
+from .reader import ReadError, Sample, read_samples, read_shard, shard_urls
+from .sample import Expression, SampleError, ShardSample, build_meta, make_key, validate
+from .writer import ShardInfo, write_shards
+
+__all__ = [
+    "Expression",
+    "ReadError",
+    "Sample",
+    "SampleError",
+    "ShardInfo",
+    "ShardSample",
+    "build_meta",
+    "make_key",
+    "read_samples",
+    "read_shard",
+    "shard_urls",
+    "validate",
+    "write_shards",
+]

@@ -1,0 +1,190 @@
+"""Streaming samples back from shards on any fsspec filesystem, with bad input as error records.
+
+A source is a shard URL, a glob, a brace pattern (``out/shard-{00000..00009}.tar``), a
+``manifest.json`` or a list of those; local paths and every fsspec protocol (s3://, gs://, http(s)://,
+memory://) work, since shards are opened with fsspec and only parsed by webdataset's tar iterators
+(webdataset's own ``gopen`` knows no s3; ray.md §5.4). Pixels and masks decode lazily. A corrupt
+sample becomes a ``ReadError`` (shard, key, stage, message) and the stream goes on.
+"""
+
+import io
+import json
+import logging
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import braceexpand
+import fsspec
+import numpy as np
+from PIL import Image
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from . import rle
+from .sample import Expression, SampleError, expressions_of, validate
+from .writer import MANIFEST as MANIFEST_NAME
+
+logger = logging.getLogger(__name__)
+
+# Extensions that would be unpickled by a naive decoder: never opened, the sample is refused.
+PICKLE_EXTENSIONS = ("pyd", "pickle", "pkl", "pth", "pt", "npz", "npy", "joblib", "ckpt")
+# A decompression bomb is refused from its header, before any pixel is decoded.
+MAX_PIXELS = 8192 * 8192
+
+
+@dataclass
+class ReadError:
+    """A sample (or the rest of a shard) that could not be read."""
+
+    shard: str
+    key: str | None
+    stage: str
+    message: str
+
+
+@dataclass
+class Sample:
+    """One validated sample; pixels and masks are decoded on demand."""
+
+    key: str
+    shard: str
+    meta: dict
+    members: dict[str, bytes] = field(repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.meta["size"])
+
+    @property
+    def expressions(self) -> list[Expression]:
+        return expressions_of(self.meta)
+
+    @property
+    def is_video(self) -> bool:
+        return self.meta["media"]["type"] != "image"
+
+    @property
+    def frame_names(self) -> list[str]:
+        media = self.meta["media"]
+        return media["frame_names"] if media["type"] == "frames" else ["00000"] * (media["type"] == "image")
+
+    def frames(self) -> list[np.ndarray]:
+        """Every frame as ``(H, W, 3)`` RGB uint8."""
+        media = self.meta["media"]
+        if media["type"] == "video":
+            from .video import decode_video
+
+            return decode_video(self.members[media["member"]], media["fps"])
+        names = media["members"] if media["type"] == "frames" else [media["member"]]
+        return [decode_image(self.members[name]) for name in names]
+
+    def mask(self, object_id: str, frame: int = 0) -> np.ndarray | None:
+        """Ground truth of one object on one frame (None where it is absent or there is no ground truth)."""
+        gt = self.meta["gt"]
+        if gt is None:
+            return None
+        encoded = gt["objects"][object_id][frame]
+        return None if encoded is None else rle.decode(encoded, self.size)
+
+    def target(self, expression: Expression, frame: int = 0) -> np.ndarray | None:
+        """The union of the expression's objects on a frame (empty for no-target), or None without ground truth."""
+        gt = self.meta["gt"]
+        if gt is None:
+            return None
+        return rle.union([gt["objects"][o][frame] for o in expression.object_ids], self.size)
+
+    def ignore(self, frame: int = 0) -> np.ndarray | None:
+        gt = self.meta["gt"]
+        if gt is None or gt.get("ignore") is None or gt["ignore"][frame] is None:
+            return None
+        return rle.decode(gt["ignore"][frame], self.size)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> ``(H, W, 3)`` RGB uint8."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def shard_urls(source: str | list[str]) -> list[str]:
+    """Expand a source (URL, glob, brace pattern, manifest, or a list of them) into shard URLs, in order."""
+    if isinstance(source, (list, tuple)):
+        return [url for item in source for url in shard_urls(item)]
+    urls = []
+    for pattern in braceexpand.braceexpand(source):
+        if pattern.endswith(MANIFEST_NAME):
+            with fsspec.open(pattern, "r") as f:
+                manifest = json.load(f)
+            base = pattern[: -len(MANIFEST_NAME)]
+            urls += [base + shard["uri"] for shard in manifest["shards"]]
+        elif any(c in pattern for c in "*?["):
+            fs, path = fsspec.core.url_to_fs(pattern)
+            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+            prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+            urls += [prefix + p for p in sorted(fs.glob(path))]
+        else:
+            urls.append(pattern)
+    return urls
+
+
+def read_samples(source: str | list[str]) -> Iterator[Sample | ReadError]:
+    """Every sample of every shard of ``source``, in order; bad ones as ``ReadError``."""
+    for url in shard_urls(source):
+        yield from read_shard(url)
+
+
+def read_shard(url: str) -> Iterator[Sample | ReadError]:
+    """The samples of one shard; a truncated or unreadable tar ends the shard with one error record."""
+    key = None
+    try:
+        with fsspec.open(url, "rb") as stream:
+            for raw in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
+                key = raw.get("__key__")
+                yield check_sample(url, raw)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as error:
+        yield ReadError(url, key, "tar", f"{type(error).__name__}: {error}")
+
+
+def check_sample(shard: str, raw: dict) -> Sample | ReadError:
+    """Validate one raw sample: no pickles, metadata against the contract, members present, image headers sane."""
+    key = raw["__key__"]
+    members = {k: v for k, v in raw.items() if not k.startswith("__")}
+    pickled = sorted(k for k in members if k.rsplit(".", 1)[-1] in PICKLE_EXTENSIONS)
+    if pickled:
+        return ReadError(shard, key, "member", f"pickle members {pickled} refused: they can run code when loaded")
+    if "json" not in members:
+        return ReadError(shard, key, "metadata", "no json metadata member")
+    try:
+        meta = json.loads(members.pop("json").decode("utf-8"))
+        validate(meta)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return ReadError(shard, key, "metadata", f"metadata is not valid JSON: {error}")
+    except SampleError as error:
+        return ReadError(shard, key, "metadata", str(error))
+    if meta["key"] != key:
+        return ReadError(shard, key, "metadata", f"metadata key {meta['key']!r} differs from the member key")
+    media = meta["media"]
+    names = media["members"] if media["type"] == "frames" else [media["member"]]
+    missing = [n for n in names if n not in members]
+    if missing:
+        return ReadError(shard, key, "member", f"media members {missing[:5]} missing")
+    if media["type"] != "video":
+        for name in names:
+            problem = check_image_header(members[name], tuple(meta["size"]))
+            if problem:
+                return ReadError(shard, key, "image", f"member {name}: {problem}")
+    return Sample(key=key, shard=shard, meta=meta, members=members)
+
+
+def check_image_header(data: bytes, size: tuple[int, int]) -> str | None:
+    """Why an image member is unusable, from its header alone (None if it is fine)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError, ValueError) as error:
+        return f"not a readable image ({type(error).__name__}: {error})"
+    if width * height > MAX_PIXELS:
+        return f"declares {width}x{height} pixels, over the {MAX_PIXELS}-pixel bound"
+    if (height, width) != size:
+        return f"is {height}x{width} but the metadata says {size[0]}x{size[1]}"
+    return None
