@@ -119,9 +119,8 @@ def shard_urls(source: str | list[str]) -> list[str]:
             urls += [base + shard["uri"] for shard in manifest["shards"]]
         elif any(c in pattern for c in "*?["):
             fs, path = fsspec.core.url_to_fs(pattern)
-            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-            prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-            urls += [prefix + p for p in sorted(fs.glob(path))]
+            local = fs.protocol in ("file", "local") or "file" in fs.protocol
+            urls += [p if local else fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
         else:
             urls.append(pattern)
     return urls
