@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import Expression, ReadError, Sample, ShardSample, build_meta, make_key, read_samples, write_shards
-from pipeline.data import rle
+from pipeline.data import (
+    Expression,
+    ReadError,
+    Sample,
+    ShardSample,
+    build_meta,
+    make_key,
+    read_samples,
+    rle,
+    write_shards,
+)
 from pipeline.data.reader import MAX_PIXELS, shard_urls
 from pipeline.data.sample import SampleError, frame_member
 
