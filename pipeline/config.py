@@ -1,0 +1,93 @@
+"""RunConfig: everything a run depends on, validated up front and saved with the run as JSON."""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .model.predictor import PruningConfig
+from .pruning import METHODS
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which weights: a preset with seeded random weights, or a checkpoint folder in the released layout."""
+
+    preset: str | None = "tiny"
+    checkpoint: str | None = None
+    dtype: str = "auto"  # float32 on CPU, bfloat16 on CUDA
+    attn_implementation: str = "sdpa"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of a preset or a checkpoint")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The input shards: a URL, glob, brace pattern or manifest (see ``pipeline.data.shard_urls``)."""
+
+    shards: str
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ValueError("no input shards given")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The run folder (any fsspec URL): one sub-folder per table, ``_done/`` markers."""
+
+    uri: str
+
+    def __post_init__(self) -> None:
+        if not self.uri:
+            raise ValueError("no output folder given")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where to run: ``address`` None starts a local Ray (or joins ``RAY_ADDRESS``); one model copy per actor."""
+
+    address: str | None = None
+    actors: int = 1
+    batch_size: int = 1  # shards per actor call
+
+    def __post_init__(self) -> None:
+        if self.actors < 1 or self.batch_size < 1:
+            raise ValueError(f"actors and batch_size must be >= 1, got {self.actors} and {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: model, pruning, data, output and cluster."""
+
+    data: DataConfig
+    output: OutputConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        if self.pruning.method not in METHODS:
+            raise ValueError(f"unknown pruning method {self.pruning.method!r}; expected one of {sorted(METHODS)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        raw = json.loads(text)
+        pruning = raw["pruning"]
+        pruning["options"] = tuple(tuple(pair) for pair in pruning["options"])
+        return cls(
+            data=DataConfig(**raw["data"]),
+            output=OutputConfig(**raw["output"]),
+            model=ModelConfig(**raw["model"]),
+            pruning=PruningConfig(**pruning),
+            cluster=ClusterConfig(**raw["cluster"]),
+        )

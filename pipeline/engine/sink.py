@@ -1,0 +1,75 @@
+"""Where a run's tables go: one Parquet file per table per shard, committed by a ``_done`` marker.
+
+The shard is the unit of work and of output (ray.md §0, §2.5): each table's file is written to a
+hidden temporary name and renamed, then ``_done/{shard}.json`` is written last. A shard with a
+marker is complete and is skipped on re-run; a shard without one is redone from scratch, its
+earlier partial files replaced, so no row is ever written twice. Hidden names start with ``.`` or
+``_``, so ``pandas.read_parquet(folder)`` sees only complete files.
+"""
+
+import hashlib
+import json
+import logging
+import re
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+DONE = "_done"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def shard_id(url: str) -> str:
+    """A file-name-safe id for an input shard: its stem, plus a hash of the full URL (stems can repeat)."""
+    stem = url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{_UNSAFE.sub('_', stem)}-{hashlib.sha1(url.encode()).hexdigest()[:8]}"
+
+
+class Sink:
+    """Writes and commits the per-shard outputs of one run folder (any fsspec URL)."""
+
+    def __init__(self, output: str):
+        self.output = output.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.output)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def done(self) -> set[str]:
+        """Ids of the shards already committed."""
+        pattern = self._path(DONE, "*.json")
+        return {p.rsplit("/", 1)[-1][: -len(".json")] for p in self.fs.glob(pattern)}
+
+    def write_table(self, table: str, name: str, data: pa.Table) -> None:
+        """``{table}/{name}.parquet``, written under a hidden name and renamed (an existing file is replaced)."""
+        self.fs.makedirs(self._path(table), exist_ok=True)
+        final, temporary = self._path(table, f"{name}.parquet"), self._path(table, f".{name}.parquet.tmp")
+        with self.fs.open(temporary, "wb") as f:
+            pq.write_table(data, f)
+        self.fs.mv(temporary, final)
+
+    def commit(self, shard: str, stats: dict) -> None:
+        """Mark a shard complete (its stats as the marker's content): the last write of a shard."""
+        self.fs.makedirs(self._path(DONE), exist_ok=True)
+        final, temporary = self._path(DONE, f"{shard}.json"), self._path(DONE, f".{shard}.json.tmp")
+        with self.fs.open(temporary, "w") as f:
+            json.dump(stats, f, sort_keys=True)
+        self.fs.mv(temporary, final)
+
+    def stats(self) -> list[dict]:
+        """The markers' stats, one per committed shard."""
+        out = []
+        for path in sorted(self.fs.glob(self._path(DONE, "*.json"))):
+            with self.fs.open(path, "r") as f:
+                out.append(json.load(f))
+        return out
+
+    def forget(self, shard: str) -> None:
+        """Remove a shard's marker and files (to recompute it)."""
+        for path in self.fs.glob(self._path("*", f"{shard}.parquet")) + self.fs.glob(
+            self._path(DONE, f"{shard}.json")
+        ):
+            self.fs.rm(path)

@@ -1,0 +1,35 @@
+"""The user's way in: a run's tables as pandas DataFrames, masks back as numpy arrays.
+
+from pipeline.results import load, decode_mask
+predictions = load("runs/revos-evtp-0.2", "predictions")
+mask = decode_mask(predictions.iloc[0])      # (H, W) bool
+"""
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .data import rle
+from .engine.tables import TABLE_NAMES, schema
+
+
+def load(run: str, table: str) -> pd.DataFrame:
+    """One table of a run folder (local or any fsspec URL), all shards' files together.
+
+    An empty frame with the table's columns when nothing was written yet.
+    """
+    if table not in TABLE_NAMES:
+        raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
+    fs, root = fsspec.core.url_to_fs(run.rstrip("/"))
+    files = sorted(p for p in fs.glob(f"{root}/{table}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
+    if not files:
+        return schema(table).empty_table().to_pandas()
+    tables = [pq.read_table(f, filesystem=fs) for f in files]
+    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def decode_mask(row) -> np.ndarray:
+    """A ``predictions`` row's mask as ``(H, W)`` bool."""
+    size = (int(row["mask_height"]), int(row["mask_width"]))
+    return rle.decode({"size": list(size), "counts": row["mask_counts"]}, size)
