@@ -301,3 +301,48 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 if __name__ == "__main__":
     main()
+
+
+def accuracy_speed_plot(
+    points: Sequence[tuple[str, float, float]],
+    *,
+    x_label: str = "frames / s",
+    y_label: str = "J&F",
+    size: tuple[int, int] = (640, 420),
+) -> Image.Image:
+    """A labelled scatter plot of (label, throughput, accuracy) points, e.g. one per method and keep ratio."""
+    if not points:
+        raise ValueError("no points to plot")
+    width, height = size
+    left, right, top, bottom = 70, 20, 20, 50
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+
+    def span(values: list[float]) -> tuple[float, float]:
+        low, high = min(values), max(values)
+        pad = (high - low) * 0.1 or max(abs(high) * 0.1, 1e-3)
+        return low - pad, high + pad
+
+    (x0, x1), (y0, y1) = span(xs), span(ys)
+
+    def place(x: float, y: float) -> tuple[float, float]:
+        return (
+            left + (x - x0) / (x1 - x0) * (width - left - right),
+            top + (y1 - y) / (y1 - y0) * (height - top - bottom),
+        )
+
+    draw.rectangle((left, top, width - right, height - bottom), outline=(0, 0, 0))
+    for i in range(5):
+        fx, fy = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        px, _ = place(fx, y0)
+        _, py = place(x0, fy)
+        draw.text((px - 12, height - bottom + 6), f"{fx:.3g}", fill=(0, 0, 0))
+        draw.text((6, py - 6), f"{fy:.3g}", fill=(0, 0, 0))
+    draw.text(((width - left) // 2, height - 18), x_label, fill=(0, 0, 0))
+    draw.text((6, 4), y_label, fill=(0, 0, 0))
+    for label, x, y in points:
+        px, py = place(x, y)
+        draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=(30, 90, 200))
+        draw.text((px + 6, py - 6), label, fill=(30, 30, 30))
+    return canvas

@@ -1,0 +1,105 @@
+"""What every job shares: the common flags, the RunConfig they make, the built-in fixture, the report files.
+
+Common flags: ``--shards``, ``--output``, ``--preset`` or ``--checkpoint``, ``--method``, ``--keep``,
+``--actors``, ``--batch-size``, ``--address``. Without ``--shards`` a job runs on its small built-in
+fixture (written in the official layout, converted to shards under the run folder's hidden
+``_fixture/``) with the ``tiny`` preset.
+"""
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec
+
+from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, RunConfig
+from ..data import write_shards
+from ..model import PruningConfig
+
+logger = logging.getLogger(__name__)
+
+REPORT = "_report"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
+    """The flags every job takes."""
+    parser.add_argument("--shards", help="input shards: URL, glob, brace pattern or manifest.json (default: fixture)")
+    parser.add_argument("--output", default=default_output, help="run folder, local or any fsspec URL")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--preset", default=None, help="model preset with random weights: tiny, bench, hyperseg-3b")
+    weights.add_argument("--checkpoint", help="a checkpoint folder in the released HyperSeg layout")
+    parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
+    parser.add_argument(
+        "--method", default="evtp", help="token selection: evtp, kcenter, divprune, random, grid, none"
+    )
+    parser.add_argument(
+        "--keep", type=keep_value, default=0.2, help="kept visual tokens: a ratio (0.2) or a count (64)"
+    )
+    parser.add_argument("--position-ids", default="contiguous", choices=("contiguous", "original"))
+    parser.add_argument("--actors", type=int, default=1, help="model copies (one GPU each when the cluster has GPUs)")
+    parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
+
+
+def keep_value(text: str) -> float | int:
+    """``0.2`` is a ratio, ``64`` a count."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConfig:
+    """The run's config; without ``--shards``, ``fixture(folder)`` builds shards and returns their manifest."""
+    shards = args.shards
+    if shards is None:
+        folder = Path(args.output) / "_fixture"
+        shards = fixture(folder)
+        logger.info("no --shards: using the built-in fixture %s", shards)
+    model = (
+        ModelConfig(preset=None, checkpoint=args.checkpoint, dtype=args.dtype)
+        if args.checkpoint
+        else (ModelConfig(preset=args.preset or "tiny", dtype=args.dtype))
+    )
+    return RunConfig(
+        data=DataConfig(shards),
+        output=OutputConfig(args.output),
+        model=model,
+        pruning=PruningConfig(args.method, args.keep, position_ids=args.position_ids),
+        cluster=ClusterConfig(address=args.address, actors=args.actors, batch_size=args.batch_size),
+    )
+
+
+def fixture_shards(folder: Path, samples, *, max_samples: int = 1) -> str:
+    """Write fixture samples as shards under ``folder/shards`` (once) and return the manifest URL."""
+    manifest = folder / "shards" / "manifest.json"
+    if not manifest.is_file():
+        write_shards(samples, str(folder / "shards"), max_samples=max_samples)
+    return str(manifest)
+
+
+def write_report(output: str, name: str, text: str, data: object) -> str:
+    """``{output}/_report/{name}.txt`` and ``.json``: the printed table and its numbers."""
+    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
+    fs.makedirs(f"{root}/{REPORT}", exist_ok=True)
+    with fs.open(f"{root}/{REPORT}/{name}.txt", "w") as f:
+        f.write(text + "\n")
+    with fs.open(f"{root}/{REPORT}/{name}.json", "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True, default=str)
+    return f"{output.rstrip('/')}/{REPORT}/{name}.txt"
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """A plain-text table: floats with 4 significant decimals, columns padded."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "" if value is None else str(value)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
