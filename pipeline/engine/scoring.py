@@ -1,43 +1,79 @@
 """Per-expression metrics in the worker, beside the masks and the ground truth (architecture.md).
 
-Each row keeps the sums the dataset-level numbers need: J and F averaged over the expression's frames
-(DAVIS definitions, the ignore mask as void) and the intersection and union summed over frames, from
-which cIoU and gIoU are aggregated later by ``pipeline.metrics`` on the ``metrics`` table.
+Each dataset is scored with its official convention (``pipeline.metrics``; metrics.md): ReVOS as VISA
+(J, F, A, R against the summed object masks and the video's foreground), the other video sets as MeViS
+(J and F over every frame, the ignore mask as void), images as LISA (intersection and union with ignore
+label 255). Rows keep the intersection and union sums, so dataset-level numbers (cIoU, gIoU, J&F per
+split, A and R) are aggregated later from the ``metrics`` table.
 """
 
 import numpy as np
 
-from ..metrics.boundary import boundary_f
-from ..metrics.region import jaccard, region_counts
+from ..data import Expression, Sample
+from ..metrics.mevis import score_expression
+from ..metrics.refer import IGNORE_INDEX, score_pair
+from ..metrics.revos import score_revos_expression, sum_object_masks
+
+REVOS_DATASETS = ("revos",)
 
 
-def expression_metrics(
-    predicted: list[np.ndarray],
-    targets: list[np.ndarray],
-    ignores: list[np.ndarray | None],
-    *,
-    video: bool,
-) -> dict:
-    """``j``, ``f``, ``jf`` (None for images) and the summed ``intersection`` and ``union`` of one expression.
+def expression_metrics(sample: Sample, expression: Expression, predicted: list[np.ndarray]) -> dict:
+    """The metric columns of one expression's row: j, f, jf, a, r, convention, intersection, union.
 
     Args:
-        predicted, targets: per frame, ``(H, W)`` bool masks.
-        ignores: per frame, an ``(H, W)`` bool mask of pixels to leave out, or None.
-        video: whether F and J&F are defined (DAVIS-style video datasets).
+        sample: the sample, with ground truth.
+        expression: one of its expressions.
+        predicted: per frame, the ``(H, W)`` bool predicted mask.
     """
-    if not (len(predicted) == len(targets) == len(ignores)) or not predicted:
-        raise ValueError(f"need as many targets and ignore masks as predictions, got {len(predicted)}/{len(targets)}")
-    counts = [region_counts(p, t, v) for p, t, v in zip(predicted, targets, ignores, strict=True)]
-    j = float(np.mean([jaccard(c) for c in counts]))
-    f = (
-        float(np.mean([boundary_f(p, t, v) for p, t, v in zip(predicted, targets, ignores, strict=True)]))
-        if video
-        else None
-    )
+    frames = len(predicted)
+    if sample.meta["source"]["dataset"] in REVOS_DATASETS:
+        objects = sample.meta["gt"]["objects"]
+        every = sorted({o for e in sample.expressions for o in e.object_ids})
+        targets = [
+            sum_object_masks([sample.mask(o, t) for o in expression.object_ids], sample.size) for t in range(frames)
+        ]
+        foregrounds = [
+            sum_object_masks([sample.mask(o, t) for o in every if o in objects], sample.size)
+            .astype(bool)
+            .astype(np.uint8)
+            for t in range(frames)
+        ]
+        s = score_revos_expression(predicted, targets, foregrounds)
+        return {
+            "j": s.j,
+            "f": s.f,
+            "jf": (s.j + s.f) / 2,
+            "a": s.a,
+            "r": s.r,
+            "convention": "revos",
+            "intersection": s.intersection,
+            "union": s.union,
+        }
+    if sample.is_video:
+        targets = [sample.target(expression, t) for t in range(frames)]
+        s = score_expression(predicted, targets, [sample.ignore(t) for t in range(frames)])
+        return {
+            "j": s.j,
+            "f": s.f,
+            "jf": s.jf,
+            "a": None,
+            "r": None,
+            "convention": "mevis",
+            "intersection": s.intersection,
+            "union": s.union,
+        }
+    target = sample.target(expression, 0).astype(np.uint8)
+    ignore = sample.ignore(0)
+    if ignore is not None:
+        target[ignore] = IGNORE_INDEX
+    pair = score_pair(predicted[0], target)
     return {
-        "j": j,
-        "f": f,
-        "jf": (j + f) / 2 if video else None,
-        "intersection": sum(c.intersection for c in counts),
-        "union": sum(c.union for c in counts),
+        "j": pair.iou,
+        "f": None,
+        "jf": None,
+        "a": None,
+        "r": None,
+        "convention": "refer",
+        "intersection": pair.intersection,
+        "union": pair.union,
     }

@@ -167,10 +167,8 @@ class ShardProcessor:
         return out
 
     def _metrics_row(self, url: str, sample: Sample, expression, predicted: list[np.ndarray]) -> dict:
-        targets = [sample.target(expression, t) for t in range(len(predicted))]
-        ignores = [sample.ignore(t) for t in range(len(predicted))]
         source = sample.meta["source"]
-        scores = expression_metrics(predicted, targets, ignores, video=sample.is_video)
+        scores = expression_metrics(sample, expression, predicted)
         return {
             "run_id": self.run_id,
             "shard": url,

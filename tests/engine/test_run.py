@@ -59,9 +59,10 @@ def test_ray_run_writes_every_row_once_and_resumes_by_shard(ray_session, shards,
             (predictions.sample_key == row.sample_key) & (predictions.expression_id == row.expression_id)
         ]
         masks = [decode_mask(r) for _, r in rows.sort_values("frame_index").iterrows()]
-        targets = [sample.target(expression, t) for t in range(len(masks))]
-        again = expression_metrics(masks, targets, [sample.ignore(t) for t in range(len(masks))], video=True)
-        assert again["j"] == pytest.approx(row.j) and again["f"] == pytest.approx(row.f)
+        again = expression_metrics(sample, expression, masks)
+        assert again["convention"] == row.convention == "revos"
+        for name in ("j", "f", "a", "r"):
+            assert again[name] == pytest.approx(getattr(row, name))
         assert (again["intersection"], again["union"]) == (row.intersection, row.union)
     assert len(metrics) == sum(len(s.expressions) for s in samples)
     # pandas reads each table folder directly: no partial or hidden file gets in the way.
