@@ -29,3 +29,45 @@ def test_keep_and_table_helpers():
     assert text.splitlines() == ["a  b", "-  ------", "1  0.1235", "   2.0000"]
     with pytest.raises(ValueError):
         keep_value("x")
+
+
+import eval_refcoco  # noqa: E402
+import eval_revos  # noqa: E402
+import sweep  # noqa: E402
+
+
+def test_eval_revos_on_its_fixture_with_png_export(tmp_path, capsys):
+    out, png = tmp_path / "revos", tmp_path / "png"
+    assert eval_revos.main(["--output", str(out), "--no-ray", "--export-png", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "revos    valid    overall" in text and "mevis    valid_u  all" in text
+    report = json.loads((out / "_report" / "eval_revos.json").read_text())
+    assert {(r["dataset"], r["category"]) for r in report["rows"]} == {
+        ("revos", "referring"),
+        ("revos", "reasoning"),
+        ("revos", "overall"),
+        ("mevis", "all"),
+    }
+    predictions = load(str(out), "predictions")
+    pngs = sorted(png.glob("Annotations/**/*.png"))
+    assert len(pngs) == len(predictions) > 0
+    assert any("UVO" in str(p) for p in pngs)  # original ReVOS ids with slashes become folders again
+
+
+def test_eval_refcoco_on_its_fixture(tmp_path, capsys):
+    out = tmp_path / "refcoco"
+    assert eval_refcoco.main(["--output", str(out), "--no-ray"]) == 0
+    report = json.loads((out / "_report" / "eval_refcoco.json").read_text())
+    assert {r["dataset"] for r in report["rows"]} == {"refcoco", "reasonseg"}
+    metrics = load(str(out), "metrics")
+    for row in report["rows"]:
+        group = metrics[metrics.dataset == row["dataset"]]
+        assert row["cIoU"] == pytest.approx(100 * group.intersection.sum() / (group.union.sum() + 1e-10), rel=1e-6)
+
+
+def test_sweep_writes_one_table_and_a_plot(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert sweep.main(["--output", str(out), "--no-ray", "--methods", "evtp", "--keeps", "0.1"]) == 0
+    report = json.loads((out / "_report" / "sweep.json").read_text())
+    assert [(r["method"], r["keep"], r["k"]) for r in report["rows"]] == [("none", 1.0, 729), ("evtp", 0.1, 73)]
+    assert (out / "_report" / "sweep.png").stat().st_size > 1000

@@ -1,0 +1,78 @@
+"""Video evaluation: ReVOS, MeViS, Ref-DAVIS17-style sets; J, F, J&F (and A, R for ReVOS) per split.
+
+    python jobs/eval_revos.py                                   # built-in ReVOS + MeViS fixture, tiny preset
+    python jobs/eval_revos.py --shards s3://bucket/revos-valid/manifest.json --checkpoint /models/HyperSeg-3B \
+        --method evtp --keep 0.2 --actors 8 --output s3://bucket/runs/revos-evtp-0.2
+    ray job submit --working-dir . -- python jobs/eval_revos.py --shards ... --output ...
+
+Sets without public ground truth (Ref-YouTube-VOS valid, MeViS valid) are exported with ``--export-png DIR`` in
+the official submission layout ``DIR/Annotations/<video>/<exp_id>/<frame>.png`` (0/255, mode L).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import fsspec  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipeline.data import Sample, read_samples  # noqa: E402
+from pipeline.data.fixtures.revos import write_mevis, write_revos  # noqa: E402
+from pipeline.data.layouts import FORMATS  # noqa: E402
+from pipeline.engine import run  # noqa: E402
+from pipeline.engine.cli import add_run_arguments, config_from_args, fixture_shards, format_table, write_report  # noqa: E402
+from pipeline.engine.report import VIDEO_COLUMNS, video_summary  # noqa: E402
+from pipeline.results import decode_mask, load  # noqa: E402
+
+
+def fixture(folder: Path) -> str:
+    write_revos(folder / "revos")
+    write_mevis(folder / "mevis")
+    samples = [
+        *FORMATS["revos"](folder / "revos", split="valid"),
+        *FORMATS["mevis"](folder / "mevis", split="valid_u"),
+    ]
+    return fixture_shards(folder, samples)
+
+
+def export_png(shards: str, predictions, directory: str) -> int:
+    """Write every predicted mask as ``Annotations/<video>/<exp_id>/<frame>.png`` (0/255, mode L)."""
+    original = {s.key: s.meta["source"]["original_id"] for s in read_samples(shards) if isinstance(s, Sample)}
+    fs, root = fsspec.core.url_to_fs(directory)
+    for row in predictions.to_dict("records"):
+        folder = f"{root}/Annotations/{original[row['sample_key']]}/{row['expression_id']}"
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(f"{folder}/{row['frame_name']}.png", "wb") as f:
+            Image.fromarray(decode_mask(row).astype("uint8") * 255, mode="L").save(f, format="PNG")
+    return len(predictions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser, default_output="runs/eval-revos")
+    parser.add_argument("--export-png", help="also write the masks in the official PNG layout under this folder")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, fixture)
+    summary = run(config, use_ray=not args.no_ray)
+    rows = video_summary(load(config.output.uri, "metrics"))
+    p = config.pruning
+    header = (
+        f"{config.model.checkpoint or 'preset ' + config.model.preset}, {p.method} keep {p.keep}: "
+        f"{summary.samples} videos, {summary.frames} frames, {summary.errors} errors, "
+        f"{summary.shards_done} shards done, {summary.shards_skipped} skipped"
+    )
+    text = header + "\n" + format_table(rows, VIDEO_COLUMNS)
+    if args.export_png:
+        written = export_png(config.data.shards, load(config.output.uri, "predictions"), args.export_png)
+        text += f"\nexported {written} masks to {args.export_png}/Annotations"
+    print(text)
+    write_report(config.output.uri, "eval_revos", text, {"summary": vars(summary), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
