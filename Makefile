@@ -8,7 +8,7 @@ PIP_TORCH_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo bench test lint clean
 
 install: $(STAMP)
 
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
+	$(PY) jobs/eval_revos.py
+
+bench: $(STAMP)
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/flops.py
+	$(PY) benchmarks/data.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
