@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+from machine import cpu_name
 from PIL import Image, ImageDraw, features
 
 from pipeline.data import Expression, ShardSample, build_meta, read_samples, rle, write_shards
@@ -310,16 +311,6 @@ def print_table(rows: list[dict]) -> None:
             f"{r['kind']:<15} {r['unit']:<7} {r['items']:>6} {r['seconds_median']:>8.3f} "
             f"{r['per_second']:>11.1f} {target:>7}  {r['what']}"
         )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name
 from PIL import Image, ImageDraw
 
 from pipeline.pruning import METHODS, select_tokens
@@ -88,16 +89,6 @@ def seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
