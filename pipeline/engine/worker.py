@@ -8,6 +8,7 @@ bare loop the pipeline's throughput is compared with.
 import logging
 import time
 import traceback
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch
 from ..config import RunConfig
 from ..data import ReadError, Sample, read_shard, rle
 from ..model import HyperSegPredictor
+from .prefetch import background
 from .scoring import expression_metrics
 from .sink import Sink, shard_id
 from .tables import to_table
@@ -22,6 +24,8 @@ from .tables import to_table
 logger = logging.getLogger(__name__)
 
 TABLES = ("predictions", "tokens", "metrics", "errors")
+# Samples decoded ahead of the model: one is enough to hide decoding behind compute; two absorbs jitter.
+PREFETCH = 2
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -45,6 +49,18 @@ def build_predictor(config: RunConfig) -> HyperSegPredictor:
     return predictor
 
 
+def decoded(url: str) -> Iterator[tuple[Sample | ReadError, list[np.ndarray] | Exception | None]]:
+    """The shard's samples with their frames decoded (or the decoding error), for ``background``."""
+    for item in read_shard(url):
+        if isinstance(item, ReadError):
+            yield item, None
+            continue
+        try:
+            yield item, item.frames()
+        except Exception as error:  # a corrupt member: reported at the sample boundary by the consumer
+            yield item, error
+
+
 def task_of(sample: Sample, kind: str) -> str:
     """The released prompt wording for an expression: the video template for every video expression."""
     if sample.is_video:
@@ -66,13 +82,15 @@ class ShardProcessor:
         start = time.perf_counter()
         rows = {t: [] for t in TABLES}
         counts = {"samples": 0, "expressions": 0, "frames": 0}
-        for item in read_shard(url):
+        for item, frames in background(decoded(url), PREFETCH):
             if isinstance(item, ReadError):
                 rows["errors"].append(self._error(url, item.key, item.stage, "ReadError", item.message))
                 continue
             counts["samples"] += 1
             try:
-                produced = self.sample_rows(url, item)
+                if isinstance(frames, Exception):
+                    raise frames
+                produced = self.sample_rows(url, item, frames)
             except Exception as error:  # the sample boundary: record it and go on with the shard
                 logger.exception("sample %s of %s failed", item.key, url)
                 stage = "decode" if isinstance(error, OSError) else "model"
@@ -100,10 +118,10 @@ class ShardProcessor:
         )
         return stats
 
-    def sample_rows(self, url: str, sample: Sample) -> dict[str, list[dict]]:
-        """Rows of one sample: a prediction per expression per frame, tokens per frame, metrics per expression."""
+    def sample_rows(self, url: str, sample: Sample, frames: list[np.ndarray]) -> dict[str, list[dict]]:
+        """Rows of one sample (its decoded ``frames`` given): predictions per expression per frame, tokens per
+        frame, metrics per expression."""
         expressions = sample.expressions
-        frames = sample.frames()
         names = sample.frame_names if sample.is_video else ["00000"]
         names = names if len(names) == len(frames) else [f"{t:05d}" for t in range(len(frames))]
         out = {"predictions": [], "tokens": [], "metrics": []}
