@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, default_output="runs/eval-refcoco")
     args = parser.parse_args(argv)
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray)
+    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
     rows = image_summary(load(config.output.uri, "metrics"))
     p = config.pruning
     header = (

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-png", help="also write the masks in the official PNG layout under this folder")
     args = parser.parse_args(argv)
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray)
+    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
     rows = video_summary(load(config.output.uri, "metrics"))
     p = config.pruning
     header = (

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="keep masks whose score is at least this")
     args = parser.parse_args(argv)
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray)
+    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
     predictions = load(config.output.uri, "predictions")
     accepted = predictions[predictions.score >= args.threshold]
     texts = _prompt_texts(config.data.shards)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(
             base, output=OutputConfig(out), pruning=PruningConfig(method, keep, position_ids=base.pruning.position_ids)
         )
-        summary = run(config, use_ray=not args.no_ray)
+        summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
         runs = load(out, "runs")
         value, metric = accuracy(load(out, "metrics"))
         k = load(out, "tokens").k

@@ -42,6 +42,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
+    parser.add_argument("--overwrite", action="store_true", help="replace an output folder of another configuration")
 
 
 def keep_value(text: str) -> float | int:

@@ -51,6 +51,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def fingerprint(config: RunConfig) -> dict:
+    """What decides a run's rows: the model, the pruning and the input (not where or how widely it runs)."""
+    raw = json.loads(config.to_json())
+    return {"model": raw["model"], "pruning": raw["pruning"], "data": raw["data"]}
+
+
 def pending_shards(config: RunConfig) -> tuple[list[str], int]:
     """The input shards not yet committed in the output folder, and how many there are in all."""
     urls = shard_urls(config.data.shards)
@@ -60,16 +66,18 @@ def pending_shards(config: RunConfig) -> tuple[list[str], int]:
     return [u for u in urls if shard_id(u) not in done], len(urls)
 
 
-def run(config: RunConfig, *, use_ray: bool = True) -> RunSummary:
+def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> RunSummary:
     """Process every pending shard of ``config`` and append a ``runs`` row.
 
     Args:
         config: the run.
         use_ray: False runs the same shard work in this process, one shard after another (the bare loop).
+        overwrite: replace an output folder written under another configuration (else that is refused).
     """
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
+    Sink(config.output.uri).claim(fingerprint(config), overwrite=overwrite)
     pending, total = pending_shards(config)
     logger.info("run %s: %d of %d shards pending", run_id, len(pending), total)
     stats = _run_ray(config, run_id, pending) if use_ray and pending else _run_here(config, run_id, pending)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 logger = logging.getLogger(__name__)
 
 DONE = "_done"
+CONFIG = "_config.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -66,6 +67,35 @@ class Sink:
             with self.fs.open(path, "r") as f:
                 out.append(json.load(f))
         return out
+
+    def claim(self, fingerprint: dict, *, overwrite: bool = False) -> None:
+        """Tie the folder to one configuration: a folder written under another is refused unless ``overwrite``.
+
+        ``fingerprint`` holds what decides the rows (model, pruning, data). Resuming with the same one is
+        the normal case; with ``overwrite`` the folder's tables and markers are removed first.
+        """
+        path = self._path(CONFIG)
+        if self.fs.exists(path):
+            with self.fs.open(path, "r") as f:
+                previous = json.load(f)
+            if previous != fingerprint:
+                if not overwrite:
+                    changed = sorted(
+                        k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k)
+                    )
+                    raise ValueError(
+                        f"{self.output} holds a run with another configuration (differs in {', '.join(changed)}); "
+                        "use another output folder, or --overwrite to replace it"
+                    )
+                logger.warning("overwriting %s: removing the earlier run's tables and markers", self.output)
+                for entry in self.fs.ls(self.root, detail=False):
+                    if not entry.rstrip("/").rsplit("/", 1)[-1].startswith("_fixture"):
+                        self.fs.rm(entry, recursive=True)
+        self.fs.makedirs(self.root, exist_ok=True)
+        temporary = self._path(f".{CONFIG}.tmp")
+        with self.fs.open(temporary, "w") as f:
+            json.dump(fingerprint, f, sort_keys=True)
+        self.fs.mv(temporary, path)
 
     def forget(self, shard: str) -> None:
         """Remove a shard's marker and files (to recompute it)."""

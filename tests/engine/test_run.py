@@ -1,5 +1,7 @@
 """The engine end to end on the tiny preset: exactly-once rows, metrics from the Parquet masks, resume by shard."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,20 @@ def test_bare_loop_gives_the_same_rows(shards, tmp_path):
     )
     assert np.isfinite(predictions.score).all()
     assert shard_id("s3://b/x/revos-valid-00000.tar") != shard_id("s3://b/y/revos-valid-00000.tar")
+
+
+def test_another_configuration_is_refused_unless_overwrite(shards, tmp_path):
+    out = tmp_path / "run"
+    first = config(shards, out, actors=1)
+    run(first, use_ray=False)
+    other = dataclasses.replace(first, pruning=PruningConfig("grid", 0.1))
+    with pytest.raises(ValueError, match="another configuration \\(differs in pruning\\)"):
+        run(other, use_ray=False)
+    assert set(load(str(out), "predictions").method) == {"evtp"}  # nothing was touched
+    # Running wider (more actors) is the same configuration: it resumes.
+    assert run(dataclasses.replace(first, cluster=ClusterConfig(actors=2)), use_ray=False).shards_done == 0
+    summary = run(other, use_ray=False, overwrite=True)
+    assert summary.shards_done == 2
+    predictions = load(str(out), "predictions")
+    assert set(predictions.method) == {"grid"} and (predictions.k == 73).all()
+    assert len(load(str(out), "runs")) == 1  # the earlier run's rows went with it
