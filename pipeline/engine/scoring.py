@@ -17,27 +17,46 @@ from ..metrics.revos import score_revos_expression, sum_object_masks
 REVOS_DATASETS = ("revos",)
 
 
-def expression_metrics(sample: Sample, expression: Expression, predicted: list[np.ndarray]) -> dict:
+def uses_foreground(sample: Sample) -> bool:
+    """Whether the sample's scoring needs the video foreground (ReVOS's robustness R)."""
+    return sample.meta["source"]["dataset"] in REVOS_DATASETS
+
+
+def video_foregrounds(sample: Sample, frames: int) -> list[np.ndarray]:
+    """Per frame, the OR of every object any expression of the video names, uint8 0/1 (``mask_dict_foreground``).
+
+    The same for every expression of the video: compute it once per sample.
+    """
+    objects = sample.meta["gt"]["objects"]
+    every = sorted({o for e in sample.expressions for o in e.object_ids if o in objects})
+    return [
+        sum_object_masks([sample.mask(o, t) for o in every], sample.size).astype(bool).astype(np.uint8)
+        for t in range(frames)
+    ]
+
+
+def expression_metrics(
+    sample: Sample,
+    expression: Expression,
+    predicted: list[np.ndarray],
+    foregrounds: list[np.ndarray] | None = None,
+) -> dict:
     """The metric columns of one expression's row: j, f, jf, a, r, convention, intersection, union.
 
     Args:
         sample: the sample, with ground truth.
         expression: one of its expressions.
         predicted: per frame, the ``(H, W)`` bool predicted mask.
+        foregrounds: ``video_foregrounds(sample, frames)`` when ``uses_foreground(sample)``, computed once for
+            all the sample's expressions (computed here if not given).
     """
     frames = len(predicted)
-    if sample.meta["source"]["dataset"] in REVOS_DATASETS:
-        objects = sample.meta["gt"]["objects"]
-        every = sorted({o for e in sample.expressions for o in e.object_ids})
+    if uses_foreground(sample):
         targets = [
             sum_object_masks([sample.mask(o, t) for o in expression.object_ids], sample.size) for t in range(frames)
         ]
-        foregrounds = [
-            sum_object_masks([sample.mask(o, t) for o in every if o in objects], sample.size)
-            .astype(bool)
-            .astype(np.uint8)
-            for t in range(frames)
-        ]
+        if foregrounds is None:
+            foregrounds = video_foregrounds(sample, frames)
         s = score_revos_expression(predicted, targets, foregrounds)
         return {
             "j": s.j,

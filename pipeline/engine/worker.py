@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..data import ReadError, Sample, read_shard, rle
 from ..model import HyperSegPredictor
 from .prefetch import background
-from .scoring import expression_metrics
+from .scoring import expression_metrics, uses_foreground, video_foregrounds
 from .sink import Sink, shard_id
 from .tables import to_table
 
@@ -158,6 +158,8 @@ class ShardProcessor:
                 }
             )
         p = self.predictor.pruning
+        scored = sample.meta["gt"] is not None
+        foregrounds = video_foregrounds(sample, len(first)) if scored and uses_foreground(sample) else None
         for e in expressions:
             for t, seg in enumerate(results[e.id]):
                 encoded = rle.encode(seg.mask)
@@ -180,13 +182,16 @@ class ShardProcessor:
                         "sequence_length": seg.sequence_length,
                     }
                 )
-            if sample.meta["gt"] is not None:
-                out["metrics"].append(self._metrics_row(url, sample, e, [s.mask for s in results[e.id]]))
+            if scored:
+                predicted = [s.mask for s in results[e.id]]
+                out["metrics"].append(self._metrics_row(url, sample, e, predicted, foregrounds))
         return out
 
-    def _metrics_row(self, url: str, sample: Sample, expression, predicted: list[np.ndarray]) -> dict:
+    def _metrics_row(
+        self, url: str, sample: Sample, expression, predicted: list[np.ndarray], foregrounds: list | None
+    ) -> dict:
         source = sample.meta["source"]
-        scores = expression_metrics(sample, expression, predicted)
+        scores = expression_metrics(sample, expression, predicted, foregrounds)
         return {
             "run_id": self.run_id,
             "shard": url,
