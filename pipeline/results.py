@@ -11,18 +11,24 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .data import rle
+from .engine.sink import Sink
 from .engine.tables import TABLE_NAMES, schema
 
 
-def load(run: str, table: str) -> pd.DataFrame:
+def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
     """One table of a run folder (local or any fsspec URL), all shards' files together.
 
+    Only committed shards' files are read unless ``committed_only`` is False: a run that died between
+    writing a shard's tables and committing it leaves complete files that the resumed run replaces.
     An empty frame with the table's columns when nothing was written yet.
     """
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
     fs, root = fsspec.core.url_to_fs(run.rstrip("/"))
     files = sorted(p for p in fs.glob(f"{root}/{table}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
+    if committed_only and table != "runs":
+        done = Sink(run).done()
+        files = [p for p in files if p.rsplit("/", 1)[-1][: -len(".parquet")] in done]
     if not files:
         return schema(table).empty_table().to_pandas()
     tables = [pq.read_table(f, filesystem=fs) for f in files]

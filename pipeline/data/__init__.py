@@ -1,6 +1,6 @@
 """Data: the shard sample contract, converters from the official layouts, shard writer and streaming reader."""
 
-from .reader import ReadError, Sample, read_samples, read_shard, shard_urls
+from .reader import ReadError, Sample, read_samples, read_shard, repeated_keys, shard_keys, shard_urls
 from .sample import Expression, SampleError, ShardSample, build_meta, make_key, validate
 from .writer import ShardInfo, write_shards
 
@@ -15,6 +15,8 @@ __all__ = [
     "make_key",
     "read_samples",
     "read_shard",
+    "repeated_keys",
+    "shard_keys",
     "shard_urls",
     "validate",
     "write_shards",

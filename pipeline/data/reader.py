@@ -12,13 +12,14 @@ import json
 import logging
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import braceexpand
 import fsspec
 import numpy as np
 from PIL import Image
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
 from . import rle
 from .sample import Expression, SampleError, expressions_of, validate
@@ -108,22 +109,75 @@ def decode_image(data: bytes) -> np.ndarray:
 
 def shard_urls(source: str | list[str]) -> list[str]:
     """Expand a source (URL, glob, brace pattern, manifest, or a list of them) into shard URLs, in order."""
+    return [url for url, _ in _expand(source)]
+
+
+def shard_keys(source: str | list[str]) -> dict[str, list[str]]:
+    """Each shard's sample keys, in order: from the manifest when it lists them, else from the tar headers.
+
+    A header scan reads no member data on a seekable file (tarfile seeks over it). A shard that cannot be
+    scanned to its end gives the keys before the damage; reading it reports the damage.
+    """
+    entries = _expand(source)
+    missing = [url for url, entry in entries if entry is None or "keys" not in entry]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound: object stores answer slowly, not heavily
+        scanned = dict(zip(missing, pool.map(_scan_keys, missing), strict=True))
+    return {url: list(entry["keys"]) if url not in scanned else scanned[url] for url, entry in entries}
+
+
+def repeated_keys(keys: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """For each shard (in order), its keys that an earlier shard already holds, each mapped to that shard.
+
+    The first shard holding a key owns it, so which copy is kept never depends on scheduling.
+    """
+    owner: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {}
+    for url, shard in keys.items():
+        out[url] = {}
+        for key in dict.fromkeys(shard):  # repeats within a shard are the reader's to report
+            if key in owner:
+                out[url][key] = owner[key]
+            else:
+                owner[key] = url
+    return out
+
+
+def _expand(source: str | list[str]) -> list[tuple[str, dict | None]]:
+    """Shard URLs with their manifest entries (None for shards not named by a manifest)."""
     if isinstance(source, (list, tuple)):
-        return [url for item in source for url in shard_urls(item)]
-    urls = []
+        return [pair for item in source for pair in _expand(item)]
+    out = []
     for pattern in braceexpand.braceexpand(source):
         if pattern.endswith(MANIFEST_NAME):
             with fsspec.open(pattern, "r") as f:
                 manifest = json.load(f)
             base = pattern[: -len(MANIFEST_NAME)]
-            urls += [base + shard["uri"] for shard in manifest["shards"]]
+            out += [(base + shard["uri"], shard) for shard in manifest["shards"]]
         elif any(c in pattern for c in "*?["):
             fs, path = fsspec.core.url_to_fs(pattern)
             local = fs.protocol in ("file", "local") or "file" in fs.protocol
-            urls += [p if local else fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
+            out += [(p if local else fs.unstrip_protocol(p), None) for p in sorted(fs.glob(path))]
         else:
-            urls.append(pattern)
-    return urls
+            out.append((pattern, None))
+    return out
+
+
+def _scan_keys(url: str) -> list[str]:
+    keys: list[str] = []
+    try:
+        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for member in tar:
+                key = base_plus_ext(member.name)[0] if member.isreg() else None
+                # webdataset's grouping: consecutive members with one prefix are one sample.
+                if key is not None and not _is_meta(member.name) and (not keys or keys[-1] != key):
+                    keys.append(key)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        logger.warning("shard %s: keys scanned up to damage (%s)", url, error)
+    return keys
+
+
+def _is_meta(name: str) -> bool:
+    return name.startswith("__") or "/__" in name
 
 
 def read_samples(source: str | list[str]) -> Iterator[Sample | ReadError]:
@@ -133,15 +187,39 @@ def read_samples(source: str | list[str]) -> Iterator[Sample | ReadError]:
 
 
 def read_shard(url: str) -> Iterator[Sample | ReadError]:
-    """The samples of one shard; a truncated or unreadable tar ends the shard with one error record."""
-    key = None
+    """The samples of one shard, bad ones as ``ReadError``.
+
+    A key that repeats within the shard is refused after its first sample. A truncated or unreadable tar
+    ends the shard with one error record, keyed by the sample whose members were being read (that sample
+    is lost; the samples before it were yielded).
+    """
+    reading: list[str | None] = [None]  # key of the last member read: the sample being assembled
+    seen: set[str] = set()
+
+    def members(stream) -> Iterator[dict]:
+        for member in tar_file_expander([{"url": url, "stream": stream}]):
+            if "fname" in member:  # not the empty end-of-tar marker
+                reading[0] = base_plus_ext(member["fname"])[0]
+            yield member
+
     try:
         with fsspec.open(url, "rb") as stream:
-            for raw in group_by_keys(tar_file_expander([{"url": url, "stream": stream}])):
-                key = raw.get("__key__")
+            for raw in group_by_keys(members(stream)):
+                key = raw["__key__"]
+                if key in seen:
+                    yield ReadError(url, key, "key", f"key {key!r} repeats within the shard; the first sample is kept")
+                    continue
+                seen.add(key)
                 yield check_sample(url, raw)
     except (tarfile.TarError, OSError, EOFError, ValueError) as error:
-        yield ReadError(url, key, "tar", f"{type(error).__name__}: {error}")
+        # webdataset appends " @ <stream repr>" to the reason; the shard URL says more.
+        reason = str(error.args[0]).split(" @ ")[0] if error.args else ""
+        yield ReadError(
+            url,
+            reading[0],
+            "tar",
+            f"truncated or corrupt tar after {len(seen)} samples ({type(error).__name__}: {reason})",
+        )
 
 
 def check_sample(shard: str, raw: dict) -> Sample | ReadError:

@@ -3,7 +3,8 @@
 Shards are ``{prefix}-{index:05d}.tar``, bounded in samples and bytes, written to a hidden temporary
 name and renamed when complete, and reproducible: fixed member metadata (mtime, owner, mode) and
 sorted JSON, so the same input gives byte-identical shards. ``manifest.json`` lists every shard with
-its sample count, size and sha256; it is written last.
+its sample count, size, sha256 and sample keys (so a run can find keys repeated across shards without
+opening them); it is written last.
 """
 
 import hashlib
@@ -29,12 +30,13 @@ TAR_BLOCK = 512
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard of a manifest: its name relative to the manifest, samples, bytes, sha256."""
+    """One shard of a manifest: its name relative to the manifest, samples, bytes, sha256 and keys in order."""
 
     uri: str
     samples: int
     bytes: int
     sha256: str
+    keys: tuple[str, ...] = ()
 
 
 class _HashingFile:
@@ -141,7 +143,8 @@ def _write_one(fs, root: str, name: str, encoded: list[dict]) -> ShardInfo:
             for sample in encoded:
                 tar.write(sample)
     fs.mv(temporary, final)
-    return ShardInfo(uri=name, samples=len(encoded), bytes=hashing.size, sha256=hashing.sha.hexdigest())
+    keys = tuple(sample["__key__"] for sample in encoded)
+    return ShardInfo(uri=name, samples=len(encoded), bytes=hashing.size, sha256=hashing.sha.hexdigest(), keys=keys)
 
 
 def _atomic_write(fs, path: str, data: bytes) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..config import RunConfig
-from ..data import shard_urls
+from ..data import repeated_keys, shard_keys
 from .sink import Sink, shard_id
 from .tables import to_table
 from .worker import ShardProcessor, ShardWorker
@@ -35,9 +35,14 @@ class RunSummary:
     shards_skipped: int
     shards_done: int
     samples: int
+    processed: int
     expressions: int
     frames: int
     errors: int
+    attempts: int
+    retries: int
+    shards_redone: int
+    resumes: list[str]
     seconds: float
 
 
@@ -57,17 +62,30 @@ def fingerprint(config: RunConfig) -> dict:
     return {"model": raw["model"], "pruning": raw["pruning"], "data": raw["data"]}
 
 
-def pending_shards(config: RunConfig) -> tuple[list[str], int]:
-    """The input shards not yet committed in the output folder, and how many there are in all."""
-    urls = shard_urls(config.data.shards)
-    if not urls:
+@dataclass
+class Plan:
+    """The work of a run: shards not yet committed, and per shard its keys an earlier shard already holds."""
+
+    pending: list[str]
+    total: int
+    repeated: dict[str, dict[str, str]]
+
+
+def plan(config: RunConfig) -> Plan:
+    """The shards of ``config`` not yet committed in its output folder, in input order."""
+    keys = shard_keys(config.data.shards)
+    if not keys:
         raise ValueError(f"no shards match {config.data.shards!r}")
     done = Sink(config.output.uri).done()
-    return [u for u in urls if shard_id(u) not in done], len(urls)
+    pending = [url for url in keys if shard_id(url) not in done]
+    return Plan(pending, len(keys), repeated_keys(keys))
 
 
 def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> RunSummary:
-    """Process every pending shard of ``config`` and append a ``runs`` row.
+    """Process every pending shard of ``config``, recording the run in the ``runs`` table.
+
+    The ``runs`` row is written first with status ``running`` and rewritten at the end (``finished`` or
+    ``failed``), so a driver that dies leaves a row saying so; the next run lists it under ``resumes``.
 
     Args:
         config: the run.
@@ -77,67 +95,104 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
-    Sink(config.output.uri).claim(fingerprint(config), overwrite=overwrite)
-    pending, total = pending_shards(config)
-    logger.info("run %s: %d of %d shards pending", run_id, len(pending), total)
-    stats = _run_ray(config, run_id, pending) if use_ray and pending else _run_here(config, run_id, pending)
-    seconds = time.perf_counter() - start
-    summary = RunSummary(
-        run_id=run_id,
-        shards_total=total,
-        shards_skipped=total - len(pending),
-        shards_done=len(stats),
-        samples=sum(s["samples"] for s in stats),
-        expressions=sum(s["expressions"] for s in stats),
-        frames=sum(s["frames"] for s in stats),
-        errors=sum(s["errors"] for s in stats),
-        seconds=seconds,
+    sink = Sink(config.output.uri)
+    sink.claim(fingerprint(config), overwrite=overwrite)
+    work = plan(config)
+    earlier = _runs(config.output.uri)  # rows of runs before tables v2 have no status: they are not resumed
+    resumes = sorted(earlier.run_id[earlier.status == "running"]) if "status" in earlier else []
+    started_before = {a["shard_id"] for a in sink.attempts()}
+    redone = sum(shard_id(url) in started_before for url in work.pending)
+    logger.info(
+        "run %s: %d of %d shards pending (%d started by an earlier run)", run_id, len(work.pending), work.total, redone
     )
-    row = {
+    base = {
         "run_id": run_id,
         "config": config.to_json(),
         "versions": json.dumps(versions(), sort_keys=True),
         "model_checksum": model_checksum(config),
         "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "shards_total": summary.shards_total,
-        "shards_skipped": summary.shards_skipped,
-        "shards_done": summary.shards_done,
-        "samples": summary.samples,
-        "expressions": summary.expressions,
-        "frames": summary.frames,
-        "errors": summary.errors,
-        "seconds": seconds,
-        "frames_per_second": summary.frames / seconds if seconds > 0 else 0.0,
+        "shards_total": work.total,
+        "shards_skipped": work.total - len(work.pending),
+        "shards_redone": redone,
+        "resumes": resumes,
     }
-    Sink(config.output.uri).write_table("runs", run_id, to_table("runs", [row]))
-    return summary
+    _write_run(sink, base, "running", [], [], time.perf_counter() - start)
+    try:
+        stats = _run_ray(config, run_id, work) if use_ray and work.pending else _run_here(config, run_id, work)
+    except BaseException:
+        mine = [a for a in sink.attempts() if a["run_id"] == run_id]
+        _write_run(sink, base, "failed", [], mine, time.perf_counter() - start)
+        raise
+    mine = [a for a in sink.attempts() if a["run_id"] == run_id]
+    row = _write_run(sink, base, "finished", stats, mine, time.perf_counter() - start)
+    return RunSummary(
+        run_id=run_id,
+        shards_total=row["shards_total"],
+        shards_skipped=row["shards_skipped"],
+        shards_done=row["shards_done"],
+        samples=row["samples"],
+        processed=row["processed"],
+        expressions=row["expressions"],
+        frames=row["frames"],
+        errors=row["errors"],
+        attempts=row["attempts"],
+        retries=row["retries"],
+        shards_redone=redone,
+        resumes=resumes,
+        seconds=row["seconds"],
+    )
 
 
-def _run_here(config: RunConfig, run_id: str, pending: list[str]) -> list[dict]:
-    if not pending:
+def _runs(output: str):
+    from ..results import load
+
+    return load(output, "runs")
+
+
+def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts: list[dict], seconds: float) -> dict:
+    """The run's ``runs`` row from the shards' stats and this run's attempt records, written (replacing) now."""
+    frames = sum(s["frames"] for s in stats)
+    row = {
+        **base,
+        "status": status,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if status != "running" else None,
+        "shards_done": len(stats),
+        "attempts": len(attempts),
+        "retries": max(0, len(attempts) - len(stats)) if status == "finished" else 0,
+        **{k: sum(s[k] for s in stats) for k in ("samples", "processed", "expressions", "frames", "errors")},
+        "seconds": seconds,
+        "frames_per_second": frames / seconds if seconds > 0 else 0.0,
+    }
+    sink.write_table("runs", base["run_id"], to_table("runs", [row]))
+    return row
+
+
+def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
+    if not work.pending:
         return []
     processor = ShardProcessor(config, run_id)
     stats = []
-    for i, url in enumerate(pending):
-        stats.append(processor.process(url))
-        logger.info("%d/%d shards", i + 1, len(pending))
+    for i, url in enumerate(work.pending):
+        stats.append(processor.process(url, work.repeated[url]))
+        logger.info("%d/%d shards", i + 1, len(work.pending))
     return stats
 
 
-def _run_ray(config: RunConfig, run_id: str, pending: list[str]) -> list[dict]:
+def _run_ray(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     import ray
 
     if not ray.is_initialized():
         ray.init(address=config.cluster.address, ignore_reinit_error=True)  # None: RAY_ADDRESS or a local instance
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
+    pending = work.pending
     actors = min(config.cluster.actors, len(pending))
     num_gpus = 1 if gpus >= 1 else 0
     # Leave a whole CPU for the read tasks: a pool that reserves every CPU never schedules them.
     cpus = max(0.1, min(1.0, (resources.get("CPU", 1) - 1) / actors))
     logger.info("%d actors (%s GPU each, %.2f CPU each) on %s", actors, num_gpus, cpus, resources)
-    items = [{"shard": url} for url in pending]
+    # Each shard is one block (one task), so a retry redoes exactly one shard (ray.md §2.5).
+    items = [{"shard": url, "repeated": json.dumps(work.repeated[url], sort_keys=True)} for url in pending]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     results = dataset.map_batches(
         ShardWorker,

@@ -4,13 +4,18 @@ The shard is the unit of work and of output (ray.md §0, §2.5): each table's fi
 hidden temporary name and renamed, then ``_done/{shard}.json`` is written last. A shard with a
 marker is complete and is skipped on re-run; a shard without one is redone from scratch, its
 earlier partial files replaced, so no row is ever written twice. Hidden names start with ``.`` or
-``_``, so ``pandas.read_parquet(folder)`` sees only complete files.
+``_``, so ``pandas.read_parquet(folder)`` sees only complete files. Every attempt at a shard leaves
+``_attempts/{shard}/{run}-{n}.json`` (who and where), which is how a run counts its retries.
 """
 
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
+import uuid
+from datetime import datetime, timezone
 
 import fsspec
 import pyarrow as pa
@@ -19,6 +24,7 @@ import pyarrow.parquet as pq
 logger = logging.getLogger(__name__)
 
 DONE = "_done"
+ATTEMPTS = "_attempts"
 CONFIG = "_config.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
@@ -44,21 +50,60 @@ class Sink:
         pattern = self._path(DONE, "*.json")
         return {p.rsplit("/", 1)[-1][: -len(".json")] for p in self.fs.glob(pattern)}
 
+    def committed(self, shard: str) -> dict | None:
+        """The marker's stats of a committed shard, else None."""
+        path = self._path(DONE, f"{shard}.json")
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "r") as f:
+            return json.load(f)
+
     def write_table(self, table: str, name: str, data: pa.Table) -> None:
         """``{table}/{name}.parquet``, written under a hidden name and renamed (an existing file is replaced)."""
         self.fs.makedirs(self._path(table), exist_ok=True)
-        final, temporary = self._path(table, f"{name}.parquet"), self._path(table, f".{name}.parquet.tmp")
-        with self.fs.open(temporary, "wb") as f:
-            pq.write_table(data, f)
-        self.fs.mv(temporary, final)
+        self._replace(self._path(table, f"{name}.parquet"), lambda f: pq.write_table(data, f))
 
     def commit(self, shard: str, stats: dict) -> None:
         """Mark a shard complete (its stats as the marker's content): the last write of a shard."""
         self.fs.makedirs(self._path(DONE), exist_ok=True)
-        final, temporary = self._path(DONE, f"{shard}.json"), self._path(DONE, f".{shard}.json.tmp")
-        with self.fs.open(temporary, "w") as f:
-            json.dump(stats, f, sort_keys=True)
-        self.fs.mv(temporary, final)
+        self._replace(self._path(DONE, f"{shard}.json"), lambda f: f.write(json.dumps(stats, sort_keys=True).encode()))
+
+    def begin(self, shard: str, run_id: str, **where) -> int:
+        """Record an attempt at ``shard`` by ``run_id`` (host, pid and ``where``); returns the run's attempt number."""
+        folder = self._path(ATTEMPTS, shard)
+        self.fs.makedirs(folder, exist_ok=True)
+        record = {
+            "shard_id": shard,
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **where,
+        }
+        name = f"{run_id}-{uuid.uuid4().hex[:8]}.json"
+        self._replace(f"{folder}/{name}", lambda f: f.write(json.dumps(record, sort_keys=True).encode()))
+        return sum(1 for a in self.attempts(shard) if a["run_id"] == run_id)
+
+    def attempts(self, shard: str = "*") -> list[dict]:
+        """The attempt records of one shard (or of every shard), oldest first."""
+        out = []
+        for path in self.fs.glob(self._path(ATTEMPTS, shard, "*.json")):
+            with self.fs.open(path, "r") as f:
+                out.append(json.load(f))
+        return sorted(out, key=lambda a: (a["started_at"], a["run_id"]))
+
+    def _replace(self, final: str, write) -> None:
+        """Write ``final`` through a uniquely named hidden file and a rename: readers never see half a file, and
+        two writers of one shard (a retried attempt and a straggler) never share a temporary file."""
+        parent, name = final.rsplit("/", 1)
+        temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with self.fs.open(temporary, "wb") as f:
+                write(f)
+            self.fs.mv(temporary, final)
+        finally:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
 
     def stats(self) -> list[dict]:
         """The markers' stats, one per committed shard."""
@@ -92,14 +137,13 @@ class Sink:
                     if not entry.rstrip("/").rsplit("/", 1)[-1].startswith("_fixture"):
                         self.fs.rm(entry, recursive=True)
         self.fs.makedirs(self.root, exist_ok=True)
-        temporary = self._path(f".{CONFIG}.tmp")
-        with self.fs.open(temporary, "w") as f:
-            json.dump(fingerprint, f, sort_keys=True)
-        self.fs.mv(temporary, path)
+        self._replace(path, lambda f: f.write(json.dumps(fingerprint, sort_keys=True).encode()))
 
     def forget(self, shard: str) -> None:
-        """Remove a shard's marker and files (to recompute it)."""
+        """Remove a shard's marker, files and attempt records (to recompute it)."""
         for path in self.fs.glob(self._path("*", f"{shard}.parquet")) + self.fs.glob(
             self._path(DONE, f"{shard}.json")
         ):
             self.fs.rm(path)
+        if self.fs.exists(self._path(ATTEMPTS, shard)):
+            self.fs.rm(self._path(ATTEMPTS, shard), recursive=True)

@@ -5,7 +5,9 @@ once in ``__init__``); ``process_shard`` is the same work as a plain function, f
 bare loop the pipeline's throughput is compared with.
 """
 
+import json
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -26,6 +28,20 @@ logger = logging.getLogger(__name__)
 TABLES = ("predictions", "tokens", "metrics", "errors")
 # Samples decoded ahead of the model: one is enough to hide decoding behind compute; two absorbs jitter.
 PREFETCH = 2
+# The stats a shard's attempt returns (and its ``_done`` marker holds).
+STATS = (
+    "shard",
+    "shard_id",
+    "run_id",
+    "attempt",
+    "samples",
+    "processed",
+    "expressions",
+    "frames",
+    "predictions",
+    "errors",
+    "seconds",
+)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -49,10 +65,15 @@ def build_predictor(config: RunConfig) -> HyperSegPredictor:
     return predictor
 
 
-def decoded(url: str) -> Iterator[tuple[Sample | ReadError, list[np.ndarray] | Exception | None]]:
-    """The shard's samples with their frames decoded (or the decoding error), for ``background``."""
+def decoded(
+    url: str, skip: set[str] = frozenset()
+) -> Iterator[tuple[Sample | ReadError, list[np.ndarray] | Exception | None]]:
+    """The shard's samples with their frames decoded (or the decoding error), for ``background``.
+
+    Samples whose key is in ``skip`` are passed on undecoded.
+    """
     for item in read_shard(url):
-        if isinstance(item, ReadError):
+        if isinstance(item, ReadError) or item.key in skip:
             yield item, None
             continue
         try:
@@ -77,36 +98,54 @@ class ShardProcessor:
         self.predictor = predictor or build_predictor(config)
         self.sink = Sink(config.output.uri)
 
-    def process(self, url: str) -> dict:
-        """Read, segment and score one shard, write its tables, commit it; returns its stats."""
+    def process(self, url: str, repeated: dict[str, str] | None = None) -> dict:
+        """Read, segment and score one shard, write its tables, commit it; returns its stats.
+
+        Args:
+            url: the shard.
+            repeated: keys of this shard that an earlier shard holds (key -> that shard): an errors row each.
+        """
         start = time.perf_counter()
+        name = shard_id(url)
+        done = self.sink.committed(name)
+        if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
+            logger.info("shard %s: already committed by run %s", url, done["run_id"])
+            return done
+        attempt = self.sink.begin(name, self.run_id, **_node())
+        repeated = repeated or {}
         rows = {t: [] for t in TABLES}
-        counts = {"samples": 0, "expressions": 0, "frames": 0}
-        for item, frames in background(decoded(url), PREFETCH):
+        counts = {"samples": 0, "processed": 0, "expressions": 0, "frames": 0}
+        for item, frames in background(decoded(url, set(repeated)), PREFETCH):
             if isinstance(item, ReadError):
                 rows["errors"].append(self._error(url, item.key, item.stage, "ReadError", item.message))
                 continue
             counts["samples"] += 1
+            if item.key in repeated:
+                message = f"key {item.key!r} is also in {repeated[item.key]}, earlier in the input, which keeps it"
+                rows["errors"].append(self._error(url, item.key, "key", "DuplicateKey", message))
+                continue
             try:
                 if isinstance(frames, Exception):
+                    stage = "decode"
                     raise frames
+                stage = "model"
                 produced = self.sample_rows(url, item, frames)
             except Exception as error:  # the sample boundary: record it and go on with the shard
                 logger.exception("sample %s of %s failed", item.key, url)
-                stage = "decode" if isinstance(error, OSError) else "model"
                 rows["errors"].append(self._error(url, item.key, stage, type(error).__name__, _message(error)))
                 continue
             for table, new in produced.items():
                 rows[table].extend(new)
+            counts["processed"] += 1
             counts["expressions"] += len(item.expressions)
             counts["frames"] += len(produced["tokens"])
-        name = shard_id(url)
         for table in TABLES:
             self.sink.write_table(table, name, to_table(table, rows[table]))
         stats = {
             "shard": url,
             "shard_id": name,
             "run_id": self.run_id,
+            "attempt": attempt,
             **counts,
             "predictions": len(rows["predictions"]),
             "errors": len(rows["errors"]),
@@ -215,6 +254,14 @@ class ShardProcessor:
         }
 
 
+def _node() -> dict:
+    """Where this attempt runs, when inside Ray (the node id a node failure is traced to)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return {"node_id": ray.get_runtime_context().get_node_id()}
+    return {}
+
+
 def _message(error: Exception) -> str:
     last = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
     where = f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
@@ -228,5 +275,8 @@ class ShardWorker:
         self.processor = ShardProcessor(RunConfig.from_json(config_json), run_id)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stats = [self.processor.process(str(url)) for url in batch["shard"]]
-        return {key: np.array([s[key] for s in stats]) for key in stats[0]}
+        stats = [
+            self.processor.process(str(url), json.loads(str(repeated)))
+            for url, repeated in zip(batch["shard"], batch["repeated"], strict=True)
+        ]
+        return {key: np.array([s[key] for s in stats]) for key in STATS}

@@ -1,70 +1,24 @@
 """Shard writer and reader: round trips, determinism, bounds, any fsspec filesystem, bad input as error rows."""
 
-import io
 import json
-import tarfile
 
 import fsspec
 import numpy as np
 import pytest
-from PIL import Image
 
 from pipeline.data import (
     Expression,
     ReadError,
     Sample,
-    ShardSample,
     build_meta,
-    make_key,
     read_samples,
     rle,
+    validate,
     write_shards,
 )
-from pipeline.data.reader import MAX_PIXELS, shard_urls
-from pipeline.data.sample import SampleError, frame_member
-
-
-def jpeg(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
-
-
-def image_sample(i: int, size=(24, 32), member="jpg") -> ShardSample:
-    rng = np.random.default_rng(i)
-    mask = rng.random(size) > 0.5
-    key = make_key("synthetic", "val", f"image{i}.jpg")
-    meta = build_meta(
-        key=key,
-        media={"type": "image", "member": member},
-        size=size,
-        expressions=[
-            Expression(f"{i}-0", f"thing {i}", "referring", ("obj",)),
-            Expression(f"{i}-1", "none", "no-target"),
-        ],
-        gt={"objects": {"obj": [rle.encode(mask)]}, "ignore": None},
-        source={"dataset": "synthetic", "split": "val", "original_id": f"image{i}.jpg"},
-    )
-    return ShardSample(key, meta, {member: jpeg((rng.random((*size, 3)) * 255).astype(np.uint8))})
-
-
-def video_sample(frames=3, size=(16, 20)) -> ShardSample:
-    key = make_key("synthetic", "val", "UVO/all/-video.1")
-    masks = [np.eye(*size, k=t, dtype=bool) for t in range(frames)]
-    meta = build_meta(
-        key=key,
-        media={
-            "type": "frames",
-            "members": [frame_member(t, "jpg") for t in range(frames)],
-            "frame_names": [f"{5 * t:05d}" for t in range(frames)],
-        },
-        size=size,
-        expressions=[Expression("0", "the diagonal", "reasoning", ("7",))],
-        gt={"objects": {"7": [rle.encode(m) if t != 1 else None for t, m in enumerate(masks)]}},
-        source={"dataset": "synthetic", "split": "val", "original_id": "UVO/all/-video.1"},
-    )
-    members = {frame_member(t, "jpg"): jpeg(np.full((*size, 3), 40 * t, np.uint8)) for t in range(frames)}
-    return ShardSample(key, meta, members)
+from pipeline.data.reader import MAX_PIXELS, read_shard, repeated_keys, shard_keys, shard_urls
+from pipeline.data.sample import SampleError
+from tests.samples import bomb_png, image_sample, members_of, raw_tar, video_sample
 
 
 def test_round_trip_images_and_video(tmp_path):
@@ -172,29 +126,6 @@ def test_writer_refuses_bad_samples(tmp_path):
         )
 
 
-def raw_tar(path, samples: list[dict]) -> None:
-    """Write raw members (name -> bytes) with tarfile, bypassing the writer's checks."""
-    with tarfile.open(path, "w") as tar:
-        for members in samples:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-
-def members_of(sample: ShardSample, **overrides) -> dict:
-    out = {f"{sample.key}.json": json.dumps(sample.meta).encode()}
-    out |= {f"{sample.key}.{ext}": data for ext, data in sample.members.items()}
-    return out | {f"{sample.key}.{k}": v for k, v in overrides.items()}
-
-
-def bomb_png() -> bytes:
-    """A small PNG whose header declares 9000 x 9000 pixels: over our bound, under PIL's own warning."""
-    buffer = io.BytesIO()
-    Image.new("1", (9000, 9000)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_bad_samples_become_error_records_and_the_stream_goes_on(tmp_path):
     good = [image_sample(i) for i in range(3)]
     wrong_size = image_sample(10)
@@ -255,3 +186,67 @@ def test_fsspec_glob_on_local_paths_is_sorted(tmp_path):
     urls = shard_urls(str(tmp_path / "shard-*.tar"))
     assert urls == sorted(urls) and len(urls) == 3
     assert fsspec.open(urls[0]).open().read(1)
+
+
+def test_manifest_lists_keys_and_a_header_scan_finds_the_same(tmp_path):
+    samples = [image_sample(i) for i in range(5)] + [video_sample()]
+    write_shards(samples, str(tmp_path), max_samples=2)
+    from_manifest = shard_keys(str(tmp_path / "manifest.json"))
+    scanned = shard_keys(str(tmp_path / "shard-*.tar"))
+    assert (
+        list(from_manifest.values())
+        == list(scanned.values())
+        == [
+            [samples[0].key, samples[1].key],
+            [samples[2].key, samples[3].key],
+            [samples[4].key, samples[5].key],
+        ]
+    )
+    assert list(from_manifest) == list(scanned)  # the same URLs, in order
+
+
+def test_repeated_keys_belong_to_the_first_shard_that_holds_them():
+    keys = {"a.tar": ["x", "y"], "b.tar": ["z", "x"], "c.tar": ["y", "x", "w", "w"]}
+    assert repeated_keys(keys) == {"a.tar": {}, "b.tar": {"x": "a.tar"}, "c.tar": {"y": "a.tar", "x": "a.tar"}}
+
+
+def test_a_truncated_tar_names_the_sample_it_lost(tmp_path):
+    samples = [image_sample(i) for i in range(3)]
+    raw_tar(tmp_path / "full.tar", [members_of(s) for s in samples])
+    full = (tmp_path / "full.tar").read_bytes()
+    # Cut inside the last sample's image member: the first two are whole.
+    header = full.index(f"{samples[2].key}.jpg".encode())  # the member's 512-byte header starts with its name
+    (tmp_path / "cut.tar").write_bytes(full[: header + 512 + 100])
+    results = list(read_shard(str(tmp_path / "cut.tar")))
+    assert [r.key for r in results] == [s.key for s in samples]
+    error = results[-1]
+    assert isinstance(error, ReadError) and error.stage == "tar"
+    assert "truncated or corrupt tar after 2 samples" in error.message and "@" not in error.message
+    # The scan gives the keys up to the damage, and does not raise.
+    assert shard_keys(str(tmp_path / "cut.tar")) == {str(tmp_path / "cut.tar"): [s.key for s in samples]}
+
+
+def test_a_key_repeated_within_a_shard_is_read_once(tmp_path):
+    first, other = image_sample(0), image_sample(1)
+    raw_tar(tmp_path / "x.tar", [members_of(first), members_of(other), members_of(first)])
+    results = list(read_shard(str(tmp_path / "x.tar")))
+    assert [type(r).__name__ for r in results] == ["Sample", "Sample", "ReadError"]
+    assert results[2].key == first.key and results[2].stage == "key" and "repeats" in results[2].message
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n"])
+def test_an_expression_without_text_breaks_the_contract(text):
+    sample = image_sample(0)
+    sample.meta["expressions"][0]["text"] = text
+    with pytest.raises(SampleError, match="expressions/0/text"):
+        validate(sample.meta)
+
+
+def test_non_ascii_expressions_round_trip(tmp_path):
+    sample = image_sample(0)
+    texts = ["der Hund links — größer", "左边的狗", "el perro 🐕 a la izquierda"]
+    for expression, text in zip(sample.meta["expressions"], texts, strict=False):
+        expression["text"] = text
+    write_shards([sample], str(tmp_path))
+    (read,) = read_samples(str(tmp_path / "manifest.json"))
+    assert [e.text for e in read.expressions] == texts[:2]
