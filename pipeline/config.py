@@ -56,10 +56,16 @@ class ClusterConfig:
     address: str | None = None
     actors: int = 1
     batch_size: int = 1  # shards per actor call
+    # Attempts at one shard per run before it is given up (left uncommitted, listed in runs.failed_shards):
+    # Ray Data retries an actor's task forever, and a sample that kills its process would loop.
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        if self.actors < 1 or self.batch_size < 1:
-            raise ValueError(f"actors and batch_size must be >= 1, got {self.actors} and {self.batch_size}")
+        if self.actors < 1 or self.batch_size < 1 or self.max_attempts < 1:
+            raise ValueError(
+                f"actors, batch_size and max_attempts must be >= 1, got {self.actors}, {self.batch_size}, "
+                f"{self.max_attempts}"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Small samples in the shard contract, and raw tars that bypass the writer's checks (for bad input)."""
+"""Small samples in the shard contract, raw tars that bypass the writer's checks, and pickles that run code."""
 
 import io
 import json
+import os
+import subprocess
 import tarfile
 
 import numpy as np
@@ -75,3 +77,24 @@ def bomb_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("1", (9000, 9000)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+class Reduce:
+    """Pickles as ``function(*args)``: what a malicious refs file would hold."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+def payload(name: str, marker) -> Reduce:
+    """A live code-running payload: unpickling it writes ``marker`` (via os.system, eval, exec or check_call)."""
+    write = f"open({str(marker)!r}, 'w').write('pwned')"
+    return {
+        "system": Reduce(os.system, f"touch {marker}"),
+        "eval": Reduce(eval, write),
+        "exec": Reduce(exec, write),
+        "check_call": Reduce(subprocess.check_call, ["touch", str(marker)]),
+    }[name]

@@ -1,8 +1,8 @@
 """What every job shares: the common flags, the RunConfig they make, the built-in fixture, the report files.
 
 Common flags: ``--shards``, ``--output``, ``--preset`` or ``--checkpoint``, ``--method``, ``--keep``,
-``--actors``, ``--batch-size``, ``--address``. Without ``--shards`` a job runs on its small built-in
-fixture (written in the official layout, converted to shards under the run folder's hidden
+``--actors``, ``--batch-size``, ``--max-attempts``, ``--address``. Without ``--shards`` a job runs on its
+small built-in fixture (written in the official layout, converted to shards under the run folder's hidden
 ``_fixture/``) with the ``tiny`` preset.
 """
 
@@ -40,6 +40,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     parser.add_argument("--position-ids", default="contiguous", choices=("contiguous", "original"))
     parser.add_argument("--actors", type=int, default=1, help="model copies (one GPU each when the cluster has GPUs)")
     parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        help="attempts at a shard whose workers die before it is given up",
+    )
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
     parser.add_argument("--overwrite", action="store_true", help="replace an output folder of another configuration")
@@ -67,7 +73,9 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         output=OutputConfig(args.output),
         model=model,
         pruning=PruningConfig(args.method, args.keep, position_ids=args.position_ids),
-        cluster=ClusterConfig(address=args.address, actors=args.actors, batch_size=args.batch_size),
+        cluster=ClusterConfig(
+            address=args.address, actors=args.actors, batch_size=args.batch_size, max_attempts=args.max_attempts
+        ),
     )
 
 

@@ -43,6 +43,7 @@ class RunSummary:
     retries: int
     shards_redone: int
     resumes: list[str]
+    failed_shards: list[str]
     seconds: float
 
 
@@ -125,6 +126,13 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
         raise
     mine = [a for a in sink.attempts() if a["run_id"] == run_id]
     row = _write_run(sink, base, "finished", stats, mine, time.perf_counter() - start)
+    if row["failed_shards"]:
+        logger.error(
+            "%d shards were given up after %d attempts each (run again to retry them): %s",
+            len(row["failed_shards"]),
+            config.cluster.max_attempts,
+            ", ".join(row["failed_shards"]),
+        )
     return RunSummary(
         run_id=run_id,
         shards_total=row["shards_total"],
@@ -139,6 +147,7 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
         retries=row["retries"],
         shards_redone=redone,
         resumes=resumes,
+        failed_shards=row["failed_shards"],
         seconds=row["seconds"],
     )
 
@@ -151,12 +160,15 @@ def _runs(output: str):
 
 def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts: list[dict], seconds: float) -> dict:
     """The run's ``runs`` row from the shards' stats and this run's attempt records, written (replacing) now."""
+    failed = sorted(s["shard"] for s in stats if s["failed"])
+    stats = [s for s in stats if not s["failed"]]
     frames = sum(s["frames"] for s in stats)
     row = {
         **base,
         "status": status,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if status != "running" else None,
         "shards_done": len(stats),
+        "failed_shards": failed,
         "attempts": len(attempts),
         "retries": max(0, len(attempts) - len(stats)) if status == "finished" else 0,
         **{k: sum(s[k] for s in stats) for k in ("samples", "processed", "expressions", "frames", "errors")},

@@ -69,7 +69,10 @@ class Sink:
         self._replace(self._path(DONE, f"{shard}.json"), lambda f: f.write(json.dumps(stats, sort_keys=True).encode()))
 
     def begin(self, shard: str, run_id: str, **where) -> int:
-        """Record an attempt at ``shard`` by ``run_id`` (host, pid and ``where``); returns the run's attempt number."""
+        """Record an attempt at ``shard`` by ``run_id`` (host, pid and ``where``); returns the run's attempt number.
+
+        Every attempt writes its own uniquely named record, so concurrent attempts never overwrite each other.
+        """
         folder = self._path(ATTEMPTS, shard)
         self.fs.makedirs(folder, exist_ok=True)
         record = {

@@ -1,15 +1,14 @@
 """The plain-data unpickler: Python 2 and 3 plain pickles load; anything naming a global is refused, unrun."""
 
 import collections
-import os
 import pickle
 import pickletools
-import subprocess
 
 import pytest
 
 from pipeline.data.fixtures.refcoco import py2_pickle
 from pipeline.data.safe_pickle import UnsafePickleError, load_plain
+from tests.samples import payload
 
 PLAIN = {
     "ref_id": 7,
@@ -80,26 +79,6 @@ def test_file_objects_and_paths(tmp_path):
         assert load_plain(f) == [{"ref_id": 1}]
 
 
-class _Reduce:
-    """Pickles as ``function(*args)``: what a malicious refs file would hold."""
-
-    def __init__(self, function, *args):
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return self.function, self.args
-
-
-def _payload(name: str, marker) -> _Reduce:
-    write = f"open({str(marker)!r}, 'w').write('pwned')"
-    return {
-        "system": _Reduce(os.system, f"touch {marker}"),
-        "eval": _Reduce(eval, write),
-        "exec": _Reduce(exec, write),
-        "check_call": _Reduce(subprocess.check_call, ["touch", str(marker)]),
-    }[name]
-
-
 # The global each payload names: os.system is posix.system; below protocol 3, pickle writes Python 2 module names.
 @pytest.mark.parametrize(
     ("name", "named"),
@@ -113,7 +92,7 @@ def _payload(name: str, marker) -> _Reduce:
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 def test_reduce_payloads_are_refused_and_not_run(tmp_path, name, named, protocol):
     marker = tmp_path / "pwned"
-    data = pickle.dumps([{"ref_id": 1, "sentences": [_payload(name, marker)]}], protocol=protocol)
+    data = pickle.dumps([{"ref_id": 1, "sentences": [payload(name, marker)]}], protocol=protocol)
     with pytest.raises(UnsafePickleError, match=rf"global {named};"):
         load_plain(data)
     assert not marker.exists()
@@ -123,7 +102,7 @@ def test_reduce_payloads_are_refused_and_not_run(tmp_path, name, named, protocol
 def test_the_payloads_are_live(tmp_path, name):
     """The control: a bare pickle.loads (what the refer API does) runs the same payload."""
     marker = tmp_path / "pwned"
-    pickle.loads(pickle.dumps(_payload(name, marker), protocol=2))
+    pickle.loads(pickle.dumps(payload(name, marker), protocol=2))
     assert marker.exists()
 
 

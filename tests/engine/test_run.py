@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, RunConfig
-from pipeline.data import read_samples, write_shards
+from pipeline.data import read_samples, shard_urls, write_shards
 from pipeline.data.fixtures.revos import write_revos
 from pipeline.data.layouts import FORMATS
 from pipeline.engine.run import run
@@ -114,3 +114,25 @@ def test_another_configuration_is_refused_unless_overwrite(shards, tmp_path):
     predictions = load(str(out), "predictions")
     assert set(predictions.method) == {"grid"} and (predictions.k == 73).all()
     assert len(load(str(out), "runs")) == 1  # the earlier run's rows went with it
+
+
+def test_a_shard_is_computed_once_per_commit_and_given_up_after_max_attempts(shards, tmp_path):
+    """A retried task whose shard is already committed returns the marker; attempts that all died stop."""
+    from pipeline.engine.worker import ShardProcessor
+
+    url = shard_urls(shards)[0]
+    processor = ShardProcessor(config(shards, tmp_path / "a"), "run-1")
+    stats = processor.process(url)
+    file = tmp_path / "a" / "predictions" / f"{shard_id(url)}.parquet"
+    written = file.stat().st_mtime_ns
+    assert processor.process(url) == stats and file.stat().st_mtime_ns == written
+    assert len(Sink(str(tmp_path / "a")).attempts()) == 1
+
+    limited = dataclasses.replace(config(shards, tmp_path / "b"), cluster=ClusterConfig(max_attempts=2))
+    sink = Sink(str(tmp_path / "b"))
+    sink.begin(shard_id(url), "run-2")
+    sink.begin(shard_id(url), "run-2")  # two attempts that died
+    given_up = ShardProcessor(limited, "run-2", predictor=processor.predictor).process(url)
+    assert given_up["failed"] == 1 and sink.done() == set() and not (tmp_path / "b" / "predictions").exists()
+    # Another run starts counting afresh.
+    assert ShardProcessor(limited, "run-3", predictor=processor.predictor).process(url)["failed"] == 0

@@ -1,6 +1,7 @@
 """Loading released checkpoints: every HyperSeg-3B key maps, shards round-trip, bad folders are refused clearly."""
 
 import json
+import pickle
 import shutil
 
 import numpy as np
@@ -12,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from pipeline.model import HyperSeg, HyperSegPredictor, config_from_checkpoint, preset
 from pipeline.model.checkpoint import CheckpointError, map_weights, parameters_on_meta, write_released_layout
 from pipeline.model.hyperseg import DROPPED_PREFIXES
+from tests.samples import payload
 
 from .reference import GOLDEN, REFERENCE
 
@@ -88,11 +90,14 @@ def test_missing_files_are_named(tmp_path):
         HyperSeg.from_pretrained(folder)
 
 
-def test_pickled_weights_are_refused(tmp_path):
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt", "model.pth", "last.ckpt"])
+def test_pickled_weights_are_refused_unopened(tmp_path, name):
     folder = copy_without_weights(tmp_path / "pickled")
-    (folder / "pytorch_model.bin").write_bytes(b"not opened")
-    with pytest.raises(CheckpointError, match="safetensors are required"):
+    marker = tmp_path / "pwned"
+    (folder / name).write_bytes(pickle.dumps(payload("system", marker)))  # torch.load would run it
+    with pytest.raises(CheckpointError, match=f"only pickled weights \\['{name}'\\]; safetensors are required"):
         HyperSeg.from_pretrained(folder)
+    assert not marker.exists()
 
 
 def test_remote_code_is_refused(tmp_path):

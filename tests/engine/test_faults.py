@@ -1,0 +1,228 @@
+"""Faults on a multi-node Ray cluster simulated on this machine (``ray.cluster_utils.Cluster``, 3 worker nodes,
+hosted by ``cluster_host.py``).
+
+Each case runs the real job command (``jobs/pseudo_label.py --address ...``) as the driver process, breaks
+something mid-run, and checks the output against the input manifest: every (sample, expression) exactly
+once, no errors, and a ``runs`` row that says what happened. The attempt records (``_attempts/``) name the
+pid and node of every shard attempt, which is how the test finds an actor or node that is mid-shard.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.data import write_shards
+from pipeline.engine.sink import Sink
+from pipeline.results import load
+from tests.samples import image_sample
+
+REPO = Path(__file__).resolve().parents[2]
+SHARDS, PER_SHARD = 8, 8
+TIMEOUT = 300  # seconds for one driver; a healthy one takes about 30 here
+
+
+class ClusterHost:
+    """``cluster_host.py`` as a subprocess: the cluster's address, and nodes removed or added on request."""
+
+    def __init__(self, workers: int = 3):
+        command = [sys.executable, str(Path(__file__).with_name("cluster_host.py")), str(workers)]
+        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.address = self.process.stdout.readline().strip()
+        assert self.address, "the cluster did not start"
+
+    def ask(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        assert answer == "ok", f"{line}: {answer}"
+
+    def close(self) -> None:
+        try:
+            self.ask("quit")
+            self.process.wait(timeout=60)
+        finally:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("ray.cluster_utils")
+    host = ClusterHost(workers=3)
+    yield host
+    host.close()
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    samples = [image_sample(i) for i in range(SHARDS * PER_SHARD)]
+    write_shards(samples, str(root), max_samples=PER_SHARD)
+    return root / "manifest.json"
+
+
+def driver(cluster, manifest: Path, out: Path, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "jobs/pseudo_label.py", "--shards", str(manifest), "--output", str(out)]
+    command += ["--preset", "tiny", "--actors", "2", "--address", cluster.address]
+    return subprocess.Popen(command, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+def finish(process: subprocess.Popen, log: Path) -> None:
+    try:
+        code = process.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the driver hung; its log ends:\n{log.read_text()[-3000:]}") from None
+    assert code == 0, f"the driver failed ({code}); its log ends:\n{log.read_text()[-3000:]}"
+
+
+def wait_for(condition, process: subprocess.Popen, log: Path):
+    """Poll ``condition()`` until it returns something truthy (while the driver runs)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process.poll() is not None:
+            raise AssertionError(f"the driver ended first ({process.returncode}):\n{log.read_text()[-3000:]}")
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError("timed out waiting")
+
+
+def in_flight(out: Path) -> list[dict]:
+    """Attempts of shards not yet committed: the work a fault now would interrupt."""
+    sink = Sink(str(out))
+    done = sink.done()
+    return [a for a in sink.attempts() if a["shard_id"] not in done]
+
+
+def assert_exactly_once(out: Path, manifest: Path, missing: tuple[str, ...] = ()) -> None:
+    """Every expression of every sample in the manifest (but for the shards ``missing``) has exactly one
+    prediction; nothing else is there."""
+    shards = json.loads(manifest.read_text())["shards"]
+    expressions = {
+        s.key: [e["id"] for e in s.meta["expressions"]] for s in map(image_sample, range(SHARDS * PER_SHARD))
+    }
+    keys = [k for shard in shards if shard["uri"] not in missing for k in shard["keys"]]
+    expected = Counter((k, e) for k in keys for e in expressions[k])
+    predictions = load(str(out), "predictions")
+    assert Counter(zip(predictions.sample_key, predictions.expression_id, strict=True)) == expected
+    assert Counter(load(str(out), "tokens").sample_key) == Counter(keys)
+    assert Counter(zip(*[load(str(out), "metrics")[c] for c in ("sample_key", "expression_id")], strict=True)) == (
+        expected
+    )
+    assert load(str(out), "errors").empty
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_an_actor_killed_mid_shard_is_retried(cluster, manifest, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "driver.log"
+    process = driver(cluster, manifest, out, log)
+    (victim, *_) = wait_for(lambda: in_flight(out), process, log)
+    os.kill(victim["pid"], signal.SIGKILL)
+    finish(process, log)
+    assert_exactly_once(out, manifest)
+    (row,) = load(str(out), "runs").itertuples()
+    assert (row.status, row.shards_done, row.attempts, row.retries) == ("finished", SHARDS, SHARDS + 1, 1)
+    assert Sink(str(out)).committed(victim["shard_id"])["attempt"] == 2
+    assert len({a["pid"] for a in Sink(str(out)).attempts(victim["shard_id"])}) == 2  # a restarted actor
+
+
+def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "driver.log"
+    process = driver(cluster, manifest, out, log)
+    (victim, *_) = wait_for(lambda: in_flight(out), process, log)
+    cluster.ask(f"remove {victim['node_id']}")
+    try:
+        finish(process, log)
+    finally:
+        cluster.ask("add")  # three worker nodes again for the next case
+    assert_exactly_once(out, manifest)
+    (row,) = load(str(out), "runs").itertuples()
+    assert (row.status, row.shards_done) == ("finished", SHARDS) and row.retries >= 1
+    retried = Sink(str(out)).attempts(victim["shard_id"])
+    assert len(retried) >= 2 and retried[-1]["node_id"] != victim["node_id"]
+
+
+def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, manifest, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "driver.log"
+    process = driver(cluster, manifest, out, log)
+    wait_for(lambda: Sink(str(out)).done() and in_flight(out), process, log)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # Ray ends a dead driver's actors; wait for them, so the shards they held stay uncommitted.
+    deadline = time.monotonic() + 60
+    while any(alive(a["pid"]) for a in Sink(str(out)).attempts()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sink = Sink(str(out))
+    committed, started = sink.done(), {a["shard_id"] for a in sink.attempts()}
+    (first,) = load(str(out), "runs").itertuples()
+    assert first.status == "running" and 0 < len(committed) < SHARDS
+    finish(driver(cluster, manifest, out, log), log)  # the same command again
+    assert_exactly_once(out, manifest)
+    runs = load(str(out), "runs").set_index("run_id")
+    second = runs.drop(first.run_id).iloc[0]
+    assert runs.loc[first.run_id, "status"] == "running"  # what the dead driver left, kept as the record
+    assert second.status == "finished" and list(second.resumes) == [first.run_id]
+    assert second.shards_skipped == len(committed) and second.shards_done == SHARDS - len(committed)
+    assert second.shards_redone == len(started - committed) >= 1
+    # Shards committed by the first run were not touched again.
+    assert {s["run_id"] for s in sink.stats() if s["shard_id"] in committed} == {first.run_id}
+
+
+POISONED = """
+import os
+import sys
+
+import ray
+
+
+def install():
+    # In every Ray worker: the sample {key!r} kills its process, as the out-of-memory killer would.
+    from pipeline.engine import worker
+
+    original = worker.ShardProcessor.sample_rows
+
+    def sample_rows(self, url, sample, frames):
+        if sample.key == {key!r}:
+            os._exit(1)
+        return original(self, url, sample, frames)
+
+    worker.ShardProcessor.sample_rows = sample_rows
+
+
+ray.init(address=sys.argv[1], runtime_env={{"worker_process_setup_hook": install}})
+sys.path.insert(0, "jobs")
+import pseudo_label
+
+pseudo_label.main(sys.argv[2:])
+"""
+
+
+def test_a_shard_whose_workers_keep_dying_is_given_up_and_the_rest_is_kept(cluster, manifest, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "driver.log"
+    poisoned = 3
+    script = POISONED.format(key=image_sample(poisoned * PER_SHARD + 2).key)
+    command = [sys.executable, "-c", script, cluster.address, "--shards", str(manifest), "--output", str(out)]
+    command += ["--preset", "tiny", "--actors", "2", "--max-attempts", "2"]
+    finish(subprocess.Popen(command, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT), log)
+    shard = json.loads(manifest.read_text())["shards"][poisoned]["uri"]
+    assert_exactly_once(out, manifest, missing=(shard,))
+    (row,) = load(str(out), "runs").itertuples()
+    assert row.status == "finished" and list(row.failed_shards) == [str(manifest.parent / shard)]
+    assert (row.shards_done, row.attempts, row.retries) == (SHARDS - 1, SHARDS + 1, 2)
+    assert "given up after 2 attempts" in log.read_text()
