@@ -101,7 +101,7 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     work = plan(config)
     earlier = _runs(config.output.uri)  # rows of runs before tables v2 have no status: they are not resumed
     resumes = sorted(earlier.run_id[earlier.status == "running"]) if "status" in earlier else []
-    started_before = {a["shard_id"] for a in sink.attempts()}
+    started_before = sink.started()
     redone = sum(shard_id(url) in started_before for url in work.pending)
     logger.info(
         "run %s: %d of %d shards pending (%d started by an earlier run)", run_id, len(work.pending), work.total, redone
@@ -121,11 +121,9 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     try:
         stats = _run_ray(config, run_id, work) if use_ray and work.pending else _run_here(config, run_id, work)
     except BaseException:
-        mine = [a for a in sink.attempts() if a["run_id"] == run_id]
-        _write_run(sink, base, "failed", [], mine, time.perf_counter() - start)
+        _write_run(sink, base, "failed", [], sink.attempts(run_id=run_id), time.perf_counter() - start)
         raise
-    mine = [a for a in sink.attempts() if a["run_id"] == run_id]
-    row = _write_run(sink, base, "finished", stats, mine, time.perf_counter() - start)
+    row = _write_run(sink, base, "finished", stats, sink.attempts(run_id=run_id), time.perf_counter() - start)
     if row["failed_shards"]:
         logger.error(
             "%d shards were given up after %d attempts each (run again to retry them): %s",

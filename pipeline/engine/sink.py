@@ -85,15 +85,22 @@ class Sink:
         }
         name = f"{run_id}-{uuid.uuid4().hex[:8]}.json"
         self._replace(f"{folder}/{name}", lambda f: f.write(json.dumps(record, sort_keys=True).encode()))
-        return sum(1 for a in self.attempts(shard) if a["run_id"] == run_id)
+        return len(self._attempt_files(shard, run_id))
 
-    def attempts(self, shard: str = "*") -> list[dict]:
-        """The attempt records of one shard (or of every shard), oldest first."""
+    def attempts(self, shard: str = "*", run_id: str = "*") -> list[dict]:
+        """The attempt records of one shard (or every shard) by one run (or every run), oldest first."""
         out = []
-        for path in self.fs.glob(self._path(ATTEMPTS, shard, "*.json")):
+        for path in self._attempt_files(shard, run_id):
             with self.fs.open(path, "r") as f:
                 out.append(json.load(f))
         return sorted(out, key=lambda a: (a["started_at"], a["run_id"]))
+
+    def started(self) -> set[str]:
+        """Ids of the shards any run has attempted (from the file names alone)."""
+        return {path.rsplit("/", 2)[-2] for path in self._attempt_files("*", "*")}
+
+    def _attempt_files(self, shard: str, run_id: str) -> list[str]:
+        return self.fs.glob(self._path(ATTEMPTS, shard, f"{run_id}-*.json"))
 
     def _replace(self, final: str, write) -> None:
         """Write ``final`` through a uniquely named hidden file and a rename: readers never see half a file, and
@@ -104,9 +111,10 @@ class Sink:
             with self.fs.open(temporary, "wb") as f:
                 write(f)
             self.fs.mv(temporary, final)
-        finally:
+        except BaseException:
             if self.fs.exists(temporary):
                 self.fs.rm(temporary)
+            raise
 
     def stats(self) -> list[dict]:
         """The markers' stats, one per committed shard."""
