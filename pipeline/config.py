@@ -19,6 +19,8 @@ class ModelConfig:
     dtype: str = "auto"  # float32 on CPU, bfloat16 on CUDA
     attn_implementation: str = "sdpa"
     seed: int = 0
+    # Run the prompt up to the instruction once per frame for all its expressions (HyperSegPredictor).
+    share_prefix: bool = True
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.checkpoint is None):

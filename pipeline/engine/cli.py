@@ -38,6 +38,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
         "--keep", type=keep_value, default=0.2, help="kept visual tokens: a ratio (0.2) or a count (64)"
     )
     parser.add_argument("--position-ids", default="contiguous", choices=("contiguous", "original"))
+    parser.add_argument(
+        "--no-share-prefix",
+        action="store_true",
+        help="run every expression's whole prompt, as the release does (default: the visual prefix once per frame)",
+    )
     parser.add_argument("--actors", type=int, default=1, help="model copies (one GPU each when the cluster has GPUs)")
     parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
     parser.add_argument(
@@ -64,9 +69,9 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         shards = fixture(folder)
         logger.info("no --shards: using the built-in fixture %s", shards)
     model = (
-        ModelConfig(preset=None, checkpoint=args.checkpoint, dtype=args.dtype)
+        ModelConfig(preset=None, checkpoint=args.checkpoint, dtype=args.dtype, share_prefix=not args.no_share_prefix)
         if args.checkpoint
-        else (ModelConfig(preset=args.preset or "tiny", dtype=args.dtype))
+        else ModelConfig(preset=args.preset or "tiny", dtype=args.dtype, share_prefix=not args.no_share_prefix)
     )
     return RunConfig(
         data=DataConfig(shards),

@@ -58,9 +58,11 @@ def versions() -> dict[str, str]:
 
 
 def fingerprint(config: RunConfig) -> dict:
-    """What decides a run's rows: the model, the pruning and the input (not where or how widely it runs)."""
+    """What decides a run's rows: the model, the pruning and the input (not where, how widely, or whether the
+    visual prefix is shared, which changes no result beyond float rounding)."""
     raw = json.loads(config.to_json())
-    return {"model": raw["model"], "pruning": raw["pruning"], "data": raw["data"]}
+    model = {k: v for k, v in raw["model"].items() if k != "share_prefix"}
+    return {"model": model, "pruning": raw["pruning"], "data": raw["data"]}
 
 
 @dataclass

@@ -63,6 +63,7 @@ def build_predictor(config: RunConfig) -> HyperSegPredictor:
         )
         predictor.model.to(DTYPES[dtype])
     predictor.pruning = config.pruning
+    predictor.share_prefix = m.share_prefix
     return predictor
 
 

@@ -194,21 +194,62 @@ class LlmOutput:
 
 def run_llm(llm: PhiModel, sequences: list[Assembled]) -> LlmOutput:
     """One batched prefill over assembled sequences (right-padded; pad keys masked)."""
-    lengths = torch.tensor([len(s.embeds) for s in sequences])
-    width = int(lengths.max())
+    embeds, mask, positions = _pad(sequences, 0)
+    states = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+    return _read(states, sequences)
+
+
+def run_llm_shared(llm: PhiModel, sequences: list[Assembled], owner: list[int], prefix: int) -> LlmOutput:
+    """``run_llm`` where the first ``prefix`` tokens are the same for all sequences of one owner (frame).
+
+    The prefix runs once per frame and its keys and values are cached; each sequence then runs only its
+    suffix against its frame's cache. The LLM is causal, so the prefix's states do not depend on what
+    follows, and the result equals ``run_llm`` up to floating-point summation order.
+
+    Args:
+        sequences: assembled sequences, all with the same first ``prefix`` tokens within an owner.
+        owner: per sequence, the index of its frame (0..F-1, each used).
+        prefix: shared tokens at the start of every sequence.
+    """
+    first = {f: e for e, f in reversed(list(enumerate(owner)))}  # frame -> its first sequence
+    heads = [sequences[first[f]] for f in range(len(first))]
+    device = heads[0].embeds.device
+    prefix_embeds = torch.stack([h.embeds[:prefix] for h in heads])  # (F, P, hidden)
+    prefix_mask = torch.stack([h.keep[:prefix] for h in heads]).long()  # (F, P)
+    prefix_positions = torch.stack([h.positions[:prefix] for h in heads])
+    out = llm(inputs_embeds=prefix_embeds, attention_mask=prefix_mask, position_ids=prefix_positions, use_cache=True)
+    rows = torch.tensor(owner, device=device)
+    cache = out.cache
+    cache.batch_select_indices(rows)  # (F, ...) -> (E, ...): each sequence gets its frame's keys and values
+    embeds, mask, positions = _pad(sequences, prefix)
+    mask = torch.cat([prefix_mask.index_select(0, rows), mask], dim=1)  # keys: prefix then suffix
+    suffix = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache).last_hidden_state
+    states = torch.cat([out.last_hidden_state.index_select(0, rows), suffix], dim=1)
+    return _read(states, sequences)
+
+
+def _pad(sequences: list[Assembled], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embeddings, key mask and positions of ``sequences[i][start:]``, right-padded to one width."""
+    width = max(len(s.embeds) for s in sequences) - start
     b, hidden = len(sequences), sequences[0].embeds.shape[1]
     device, dtype = sequences[0].embeds.device, sequences[0].embeds.dtype
     embeds = torch.zeros(b, width, hidden, device=device, dtype=dtype)
     mask = torch.zeros(b, width, dtype=torch.long, device=device)
     positions = torch.zeros(b, width, dtype=torch.long, device=device)
     for i, s in enumerate(sequences):
-        n = len(s.embeds)
-        embeds[i, :n], mask[i, :n], positions[i, :n] = s.embeds, s.keep.long(), s.positions
-    states = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+        n = len(s.embeds) - start
+        embeds[i, :n], mask[i, :n], positions[i, :n] = s.embeds[start:], s.keep[start:].long(), s.positions[start:]
+    return embeds, mask, positions
+
+
+def _read(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
+    """The seg, refer and temporal read-outs from ``(B, L, hidden)`` final states."""
+    b, device = len(sequences), states.device
     rows = torch.arange(b, device=device)[:, None]
     seg = states[rows, torch.stack([s.seg for s in sequences])]
     refer = torch.stack([states[i, s.refer].mean(0, keepdim=True) for i, s in enumerate(sequences)])
     temporal = states[rows, torch.stack([s.temporal for s in sequences])]
+    lengths = torch.tensor([len(s.embeds) for s in sequences])
     return LlmOutput(seg=seg, refer=refer, temporal=temporal, lengths=lengths)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from ..pruning import Selection, select_tokens
 from .config import preset
 from .hyperseg import HyperSeg
-from .llm import POSITION_POLICIES, LlmOutput, assemble, run_llm
+from .llm import POSITION_POLICIES, LlmOutput, assemble, run_llm, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
 from .pixel_decoder import PixelDecoderOutput
 from .postprocess import score_queries, top1, upsample_to_original
@@ -113,12 +113,19 @@ class Segmentation:
 
 
 class HyperSegPredictor:
-    """HyperSeg with its tokenizer, preprocessing and token pruning."""
+    """HyperSeg with its tokenizer, preprocessing and token pruning.
 
-    def __init__(self, model: HyperSeg, tokenizer, pruning: PruningConfig | None = None):
+    ``share_prefix`` (on by default) runs the LLM prefix that every expression of a frame has in common
+    once per frame and each expression only its suffix against the cached keys and values (and the FVP
+    once per frame when no state is carried); off, every expression runs its whole sequence, as the
+    release does.
+    """
+
+    def __init__(self, model: HyperSeg, tokenizer, pruning: PruningConfig | None = None, *, share_prefix: bool = True):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.pruning = pruning or PruningConfig()
+        self.share_prefix = share_prefix
         self.device = model.seg_query.device
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad)
@@ -231,7 +238,16 @@ class HyperSegPredictor:
         if temporal is not None and temporal.shape[0] != len(texts):
             raise ValueError(f"temporal state has {temporal.shape[0]} rows for {len(texts)} expressions")
         model, frames = self.model, torch.tensor(owner, device=self.device)
-        fvp_tokens = model.fvp(*(encoded.swin[k].index_select(0, frames) for k in ("res3", "res4", "res5")), temporal)
+        swin = [encoded.swin[k] for k in ("res3", "res4", "res5")]
+        # The state read at the <temporal> positions precedes the instruction in a causal LLM, so every
+        # expression of a frame carries the same one (bit-identical when shared); then the FVP and the whole
+        # prompt up to <refer> are the frame's, computed once. States that differ fall back to per expression.
+        state = None if temporal is None else _one_per_frame(temporal, owner, b)
+        shared = self.share_prefix and (temporal is None or state is not None)
+        if shared:
+            fvp_tokens = model.fvp(*swin, state).index_select(0, frames)
+        else:
+            fvp_tokens = model.fvp(*(x.index_select(0, frames) for x in swin), temporal)
         ids = self.prompt_ids(task)
         grid = model.config.vision.grid
         sequences = [
@@ -249,7 +265,10 @@ class HyperSegPredictor:
             )
             for e, f in enumerate(owner)
         ]
-        out = run_llm(model.llm, sequences)
+        if shared:
+            out = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].refer[0]))
+        else:
+            out = run_llm(model.llm, sequences)
         return Prefill(owner=owner, llm=out, next_temporal=model.fvp.read_state(out.temporal))
 
     @torch.inference_mode()
@@ -331,3 +350,11 @@ class HyperSegPredictor:
             results, state = self.segment(self.encode([frame]), [list(expressions)], task, state)
             out.append(results[0])
         return out
+
+
+def _one_per_frame(temporal: torch.Tensor, owner: list[int], frames: int) -> torch.Tensor | None:
+    """``(F, ...)`` the state of each frame when all its expressions carry the same one, else None."""
+    owners = torch.tensor(owner, device=temporal.device)
+    first = torch.stack([torch.nonzero(owners == f)[0, 0] for f in range(frames)])
+    rows = temporal.index_select(0, first)
+    return rows if torch.equal(rows.index_select(0, owners), temporal) else None

@@ -136,3 +136,16 @@ def test_a_shard_is_computed_once_per_commit_and_given_up_after_max_attempts(sha
     assert given_up["failed"] == 1 and sink.done() == set() and not (tmp_path / "b" / "predictions").exists()
     # Another run starts counting afresh.
     assert ShardProcessor(limited, "run-3", predictor=processor.predictor).process(url)["failed"] == 0
+
+
+def test_sharing_the_visual_prefix_changes_no_row_and_resumes_the_same_folder(shards, tmp_path):
+    shared = config(shards, tmp_path / "shared")
+    unshared = dataclasses.replace(shared, model=dataclasses.replace(shared.model, share_prefix=False))
+    run(shared, use_ray=False)
+    assert run(unshared, use_ray=False).shards_skipped == 2  # not refused: the same rows, computed another way
+    run(dataclasses.replace(unshared, output=OutputConfig(str(tmp_path / "unshared"))), use_ray=False)
+    order = ["sample_key", "expression_id", "frame_index"]
+    a, b = (load(str(tmp_path / name), "predictions").sort_values(order) for name in ("shared", "unshared"))
+    assert (a["query"].to_numpy() == b["query"].to_numpy()).all()
+    np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), atol=1e-5)
+    assert (a.mask_counts.to_numpy() == b.mask_counts.to_numpy()).all()

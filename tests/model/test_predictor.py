@@ -133,3 +133,76 @@ def test_bad_expressions(predictor, images):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no config.json"):
         HyperSegPredictor.from_pretrained(tmp_path)
+
+
+def logits(predictor, frames, expressions, task, share):
+    """Per frame (state carried as predict_video does): the decoder's mask and SEG logits for every expression."""
+    predictor.share_prefix = share
+    try:
+        state, out = None, []
+        for frame in frames:
+            encoded = predictor.encode([frame])
+            prefill = predictor.prefill(encoded, [expressions], task, state)
+            decoded = predictor.decode(encoded, prefill)
+            out.append((decoded.pred_masks, decoded.pred_seg_logits, prefill.llm.lengths))
+            state = prefill.next_temporal if task == "video" else None
+        return out
+    finally:
+        predictor.share_prefix = True
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.2])
+@pytest.mark.parametrize("position_ids", ["contiguous", "original"])
+@pytest.mark.parametrize("task", ["referring", "video"])
+def test_shared_prefix_equals_one_expression_at_a_time(predictor, images, keep, position_ids, task):
+    """The prefix computed once per frame (cached keys and values) gives each expression's full-sequence result."""
+    frames = [images[0], np.ascontiguousarray(images[0][::-1])] if task == "video" else [images[0]]
+    expressions = ["a", "the small dog sitting on the left of the picture", "cat"]
+    predictor.pruning = PruningConfig("evtp", keep, position_ids=position_ids)
+    try:
+        shared = logits(predictor, frames, expressions, task, share=True)
+        alone = [
+            [logits(predictor, frames, [text], task, share=False)[t] for text in expressions]
+            for t in range(len(frames))
+        ]
+    finally:
+        predictor.pruning = PruningConfig()
+    for t, (masks, seg_logits, lengths) in enumerate(shared):
+        for e in range(len(expressions)):
+            one_masks, one_seg, one_length = alone[t][e]
+            torch.testing.assert_close(masks[e], one_masks[0], atol=1e-4, rtol=0)
+            torch.testing.assert_close(seg_logits[e], one_seg[0], atol=1e-4, rtol=0)
+            assert lengths[e] == one_length[0]
+
+
+def test_shared_prefix_gives_the_same_segmentations(predictor, images):
+    predictor.pruning = PruningConfig("evtp", 0.2)
+    try:
+        shared = predictor.predict_video([images[0], images[0][::-1]], ["the cat", "a dog on the left"])
+        predictor.share_prefix = False
+        unshared = predictor.predict_video([images[0], images[0][::-1]], ["the cat", "a dog on the left"])
+    finally:
+        predictor.pruning, predictor.share_prefix = PruningConfig(), True
+    for a_frame, b_frame in zip(shared, unshared, strict=True):
+        for a, b in zip(a_frame, b_frame, strict=True):
+            assert a.query == b.query and a.score == pytest.approx(b.score, abs=1e-5)
+            assert np.mean(a.mask != b.mask) < 1e-3
+
+
+def test_states_that_differ_per_expression_are_not_shared(predictor, images):
+    """A caller's own per-expression states: the prefix then ends before <temporal>, computed per expression."""
+    encoded = predictor.encode([images[0]])
+    first = predictor.prefill(encoded, [["the cat", "a dog"]], "video")
+    state = first.next_temporal.clone()
+    assert torch.equal(state[0], state[1])  # what a video carries: one state per frame
+    state[1] = torch.randn(state[1].shape, generator=torch.Generator().manual_seed(0))  # not a shift: FVP normalises
+    outputs = []
+    for share in (True, False):
+        predictor.share_prefix = share
+        try:
+            prefill = predictor.prefill(encoded, [["the cat", "a dog"]], "video", state)
+            outputs.append(predictor.decode(encoded, prefill))
+        finally:
+            predictor.share_prefix = True
+    torch.testing.assert_close(outputs[0].pred_masks, outputs[1].pred_masks, atol=1e-4, rtol=0)
+    assert not torch.allclose(outputs[0].pred_masks[0], outputs[0].pred_masks[1], atol=1e-3)
