@@ -61,12 +61,14 @@ class ClusterConfig:
     # Attempts at one shard per run before it is given up (left uncommitted, listed in runs.failed_shards):
     # Ray Data retries an actor's task forever, and a sample that kills its process would loop.
     max_attempts: int = 3
+    # Image samples of one prompt wording segmented in one model call (videos go one at a time: frame order).
+    image_batch: int = 8
 
     def __post_init__(self) -> None:
-        if self.actors < 1 or self.batch_size < 1 or self.max_attempts < 1:
+        if min(self.actors, self.batch_size, self.max_attempts, self.image_batch) < 1:
             raise ValueError(
-                f"actors, batch_size and max_attempts must be >= 1, got {self.actors}, {self.batch_size}, "
-                f"{self.max_attempts}"
+                f"actors, batch_size, max_attempts and image_batch must be >= 1, got {self.actors}, "
+                f"{self.batch_size}, {self.max_attempts}, {self.image_batch}"
             )
 
 

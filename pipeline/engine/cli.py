@@ -45,6 +45,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     )
     parser.add_argument("--actors", type=int, default=1, help="model copies (one GPU each when the cluster has GPUs)")
     parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
+    parser.add_argument("--image-batch", type=int, default=8, help="image samples segmented in one model call")
     parser.add_argument(
         "--max-attempts",
         type=int,
@@ -79,7 +80,11 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         model=model,
         pruning=PruningConfig(args.method, args.keep, position_ids=args.position_ids),
         cluster=ClusterConfig(
-            address=args.address, actors=args.actors, batch_size=args.batch_size, max_attempts=args.max_attempts
+            address=args.address,
+            actors=args.actors,
+            batch_size=args.batch_size,
+            max_attempts=args.max_attempts,
+            image_batch=args.image_batch,
         ),
     )
 

@@ -84,6 +84,15 @@ def decoded(
             yield item, error
 
 
+def _batch_task(sample: Sample, frames) -> str | None:
+    """The prompt wording an image sample is batched under; None for what runs alone (videos, undecodable
+    samples, no expressions, expressions of two wordings)."""
+    if sample.is_video or isinstance(frames, Exception) or not sample.expressions:
+        return None
+    tasks = {task_of(sample, e.kind) for e in sample.expressions}
+    return tasks.pop() if len(tasks) == 1 else None
+
+
 def task_of(sample: Sample, kind: str) -> str:
     """The released prompt wording for an expression: the video template for every video expression."""
     if sample.is_video:
@@ -121,6 +130,7 @@ class ShardProcessor:
         repeated = repeated or {}
         rows = {t: [] for t in TABLES}
         counts = {"samples": 0, "processed": 0, "expressions": 0, "frames": 0}
+        batch: list[tuple[Sample, list[np.ndarray]]] = []  # image samples of one task, segmented together
         for item, frames in background(decoded(url, set(repeated)), PREFETCH):
             if isinstance(item, ReadError):
                 rows["errors"].append(self._error(url, item.key, item.stage, "ReadError", item.message))
@@ -130,21 +140,16 @@ class ShardProcessor:
                 message = f"key {item.key!r} is also in {repeated[item.key]}, earlier in the input, which keeps it"
                 rows["errors"].append(self._error(url, item.key, "key", "DuplicateKey", message))
                 continue
-            try:
-                if isinstance(frames, Exception):
-                    stage = "decode"
-                    raise frames
-                stage = "model"
-                produced = self.sample_rows(url, item, frames)
-            except Exception as error:  # the sample boundary: record it and go on with the shard
-                logger.exception("sample %s of %s failed", item.key, url)
-                rows["errors"].append(self._error(url, item.key, stage, type(error).__name__, _message(error)))
+            task = _batch_task(item, frames)
+            if batch and task != _batch_task(*batch[0]):
+                self._flush(url, batch, rows, counts)
+            if task is None:
+                self._add(url, item, frames, None, rows, counts)
                 continue
-            for table, new in produced.items():
-                rows[table].extend(new)
-            counts["processed"] += 1
-            counts["expressions"] += len(item.expressions)
-            counts["frames"] += len(produced["tokens"])
+            batch.append((item, frames))
+            if len(batch) >= self.config.cluster.image_batch:
+                self._flush(url, batch, rows, counts)
+        self._flush(url, batch, rows, counts)
         for table in TABLES:
             self.sink.write_table(table, name, to_table(table, rows[table]))
         stats = {
@@ -164,19 +169,49 @@ class ShardProcessor:
         )
         return stats
 
-    def sample_rows(self, url: str, sample: Sample, frames: list[np.ndarray]) -> dict[str, list[dict]]:
-        """Rows of one sample (its decoded ``frames`` given): predictions per expression per frame, tokens per
-        frame, metrics per expression."""
-        expressions = sample.expressions
-        names = sample.frame_names if sample.is_video else ["00000"]
-        names = names if len(names) == len(frames) else [f"{t:05d}" for t in range(len(frames))]
-        out = {"predictions": [], "tokens": [], "metrics": []}
-        if not expressions:
-            return out  # unlabeled and no prompts: nothing to ask
-        tasks = sorted({task_of(sample, e.kind) for e in expressions})
-        results = {}  # expression id -> per frame Segmentation
-        for task in tasks:
-            group = [e for e in expressions if task_of(sample, e.kind) == task]
+    def _add(self, url: str, item: Sample, frames, results: dict | None, rows: dict, counts: dict) -> None:
+        """One sample's rows into ``rows`` (segmenting it unless ``results`` are given), or its errors row."""
+        try:
+            if isinstance(frames, Exception):
+                stage = "decode"
+                raise frames
+            stage = "model"
+            produced = self.sample_rows(url, item, frames, results)
+        except Exception as error:  # the sample boundary: record it and go on with the shard
+            logger.exception("sample %s of %s failed", item.key, url)
+            rows["errors"].append(self._error(url, item.key, stage, type(error).__name__, _message(error)))
+            return
+        for table, new in produced.items():
+            rows[table].extend(new)
+        counts["processed"] += 1
+        counts["expressions"] += len(item.expressions)
+        counts["frames"] += len(produced["tokens"])
+
+    def _flush(self, url: str, batch: list, rows: dict, counts: dict) -> None:
+        """Segment a batch of image samples in one model call; if the call fails, each sample alone (so the
+        error lands on the sample that caused it)."""
+        if not batch:
+            return
+        try:
+            results = self.segment_images([s for s, _ in batch], [f[0] for _, f in batch], _batch_task(*batch[0]))
+        except Exception:
+            logger.exception("a batch of %d images of %s failed; segmenting them one by one", len(batch), url)
+            results = [None] * len(batch)
+        for (item, frames), result in zip(batch, results, strict=True):
+            self._add(url, item, frames, result, rows, counts)
+        batch.clear()
+
+    def segment_images(self, samples: list[Sample], images: list[np.ndarray], task: str) -> list[dict]:
+        """Image samples' expressions in one encode and one prefill; per sample, expression id -> [Segmentation]."""
+        encoded = self.predictor.encode(images)
+        per_frame, _ = self.predictor.segment(encoded, [[e.text for e in s.expressions] for s in samples], task)
+        return [{e.id: [per_frame[f][i]] for i, e in enumerate(s.expressions)} for f, s in enumerate(samples)]
+
+    def segment_sample(self, sample: Sample, frames: list[np.ndarray]) -> dict[str, list]:
+        """Expression id -> per frame ``Segmentation``: one model call per prompt wording, video in frame order."""
+        results = {}
+        for task in sorted({task_of(sample, e.kind) for e in sample.expressions}):
+            group = [e for e in sample.expressions if task_of(sample, e.kind) == task]
             texts = [e.text for e in group]
             if sample.is_video:
                 per_frame = self.predictor.predict_video(frames, texts, task)
@@ -184,6 +219,20 @@ class ShardProcessor:
                 per_frame = [self.predictor.predict(frames[0], texts, task)]
             for i, e in enumerate(group):
                 results[e.id] = [frame[i] for frame in per_frame]
+        return results
+
+    def sample_rows(
+        self, url: str, sample: Sample, frames: list[np.ndarray], results: dict | None = None
+    ) -> dict[str, list[dict]]:
+        """Rows of one sample (its decoded ``frames`` given): predictions per expression per frame, tokens per
+        frame, metrics per expression. ``results`` (from ``segment_images``) skips the model call."""
+        expressions = sample.expressions
+        names = sample.frame_names if sample.is_video else ["00000"]
+        names = names if len(names) == len(frames) else [f"{t:05d}" for t in range(len(frames))]
+        out = {"predictions": [], "tokens": [], "metrics": []}
+        if not expressions:
+            return out  # unlabeled and no prompts: nothing to ask
+        results = results if results is not None else self.segment_sample(sample, frames)
         first = results[expressions[0].id]
         grid = self.predictor.model.grid
         for t, seg in enumerate(first):

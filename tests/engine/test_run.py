@@ -149,3 +149,47 @@ def test_sharing_the_visual_prefix_changes_no_row_and_resumes_the_same_folder(sh
     assert (a["query"].to_numpy() == b["query"].to_numpy()).all()
     np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), atol=1e-5)
     assert (a.mask_counts.to_numpy() == b.mask_counts.to_numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def image_shards(tmp_path_factory):
+    """7 images with ground truth in one shard: batches of 3, 3 and 1."""
+    from tests.samples import image_sample
+
+    root = tmp_path_factory.mktemp("images")
+    write_shards([image_sample(i) for i in range(7)], str(root))
+    return str(root / "manifest.json")
+
+
+def test_image_batches_give_the_rows_of_one_image_at_a_time(image_shards, tmp_path, monkeypatch):
+    from pipeline.model import HyperSegPredictor
+
+    segment, sizes = HyperSegPredictor.segment, []
+
+    def recorded(self, encoded, expressions, *args, refuse_batches=False, **kwargs):
+        sizes.append(len(expressions))
+        if refuse_batches and len(expressions) > 1:
+            raise RuntimeError("out of memory")
+        return segment(self, encoded, expressions, *args, **kwargs)
+
+    monkeypatch.setattr(HyperSegPredictor, "segment", recorded)
+    base = config(image_shards, tmp_path / "one")
+    alone = dataclasses.replace(base, cluster=ClusterConfig(image_batch=1))
+    batched = dataclasses.replace(
+        base, output=OutputConfig(str(tmp_path / "batched")), cluster=ClusterConfig(image_batch=3)
+    )
+    assert run(alone, use_ray=False).processed == 7 and sizes == [1] * 7
+    sizes.clear()
+    assert run(batched, use_ray=False).processed == 7 and sizes == [3, 3, 1]
+    order = ["sample_key", "expression_id"]
+    a, b = (load(str(tmp_path / n), "predictions").sort_values(order) for n in ("one", "batched"))
+    assert list(a.sample_key) == list(b.sample_key) and (a["query"].to_numpy() == b["query"].to_numpy()).all()
+    np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), atol=1e-5)
+    assert (a.mask_counts.to_numpy() == b.mask_counts.to_numpy()).all()
+    # A batch whose call fails is redone image by image, so an error would land on its own sample.
+    monkeypatch.setattr(HyperSegPredictor, "segment", lambda *a, **k: recorded(*a, refuse_batches=True, **k))
+    sizes.clear()
+    fallback = dataclasses.replace(batched, output=OutputConfig(str(tmp_path / "fallback")))
+    assert run(fallback, use_ray=False).errors == 0 and sizes == [3, 1, 1, 1, 3, 1, 1, 1, 1]
+    c = load(str(tmp_path / "fallback"), "predictions").sort_values(order)
+    np.testing.assert_allclose(a.score.to_numpy(), c.score.to_numpy(), atol=1e-5)
