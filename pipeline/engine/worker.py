@@ -131,7 +131,9 @@ class ShardProcessor:
         rows = {t: [] for t in TABLES}
         counts = {"samples": 0, "processed": 0, "expressions": 0, "frames": 0}
         batch: list[tuple[Sample, list[np.ndarray]]] = []  # image samples of one task, segmented together
-        for item, frames in background(decoded(url, set(repeated)), PREFETCH):
+        # Decode a whole image batch ahead, so the next batch is ready when the model finishes this one.
+        ahead = max(PREFETCH, self.config.cluster.image_batch)
+        for item, frames in background(decoded(url, set(repeated)), ahead):
             if isinstance(item, ReadError):
                 rows["errors"].append(self._error(url, item.key, item.stage, "ReadError", item.message))
                 continue
