@@ -197,10 +197,10 @@ def install():
 
     original = worker.ShardProcessor.sample_rows
 
-    def sample_rows(self, url, sample, frames):
+    def sample_rows(self, url, sample, *args, **kwargs):
         if sample.key == {key!r}:
             os._exit(1)
-        return original(self, url, sample, frames)
+        return original(self, url, sample, *args, **kwargs)
 
     worker.ShardProcessor.sample_rows = sample_rows
 
