@@ -119,13 +119,13 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
         "shards_redone": redone,
         "resumes": resumes,
     }
-    _write_run(sink, base, "running", [], [], time.perf_counter() - start)
+    _write_run(sink, base, "running", [], 0, time.perf_counter() - start)
     try:
         stats = _run_ray(config, run_id, work) if use_ray and work.pending else _run_here(config, run_id, work)
     except BaseException:
-        _write_run(sink, base, "failed", [], sink.attempts(run_id=run_id), time.perf_counter() - start)
+        _write_run(sink, base, "failed", [], sink.attempt_count(run_id=run_id), time.perf_counter() - start)
         raise
-    row = _write_run(sink, base, "finished", stats, sink.attempts(run_id=run_id), time.perf_counter() - start)
+    row = _write_run(sink, base, "finished", stats, sink.attempt_count(run_id=run_id), time.perf_counter() - start)
     if row["failed_shards"]:
         logger.error(
             "%d shards were given up after %d attempts each (run again to retry them): %s",
@@ -158,8 +158,8 @@ def _runs(output: str):
     return load(output, "runs")
 
 
-def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts: list[dict], seconds: float) -> dict:
-    """The run's ``runs`` row from the shards' stats and this run's attempt records, written (replacing) now."""
+def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts: int, seconds: float) -> dict:
+    """The run's ``runs`` row from the shards' stats and this run's attempt count, written (replacing) now."""
     failed = sorted(s["shard"] for s in stats if s["failed"])
     stats = [s for s in stats if not s["failed"]]
     frames = sum(s["frames"] for s in stats)
@@ -169,8 +169,8 @@ def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if status != "running" else None,
         "shards_done": len(stats),
         "failed_shards": failed,
-        "attempts": len(attempts),
-        "retries": max(0, len(attempts) - len(stats)) if status == "finished" else 0,
+        "attempts": attempts,
+        "retries": max(0, attempts - len(stats)) if status == "finished" else 0,
         **{k: sum(s[k] for s in stats) for k in ("samples", "processed", "expressions", "frames", "errors")},
         "seconds": seconds,
         "frames_per_second": frames / seconds if seconds > 0 else 0.0,

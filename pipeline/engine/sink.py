@@ -85,6 +85,10 @@ class Sink:
         }
         name = f"{run_id}-{uuid.uuid4().hex[:8]}.json"
         self._replace(f"{folder}/{name}", lambda f: f.write(json.dumps(record, sort_keys=True).encode()))
+        return self.attempt_count(shard, run_id)
+
+    def attempt_count(self, shard: str = "*", run_id: str = "*") -> int:
+        """How many attempts one shard (or every shard) had by one run (or every run): file names only."""
         return len(self._attempt_files(shard, run_id))
 
     def attempts(self, shard: str = "*", run_id: str = "*") -> list[dict]:

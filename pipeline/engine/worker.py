@@ -122,7 +122,7 @@ class ShardProcessor:
         if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
             logger.info("shard %s: already committed by run %s", url, done["run_id"])
             return {k: 0 for k in STATS} | done  # a marker of an older version may lack a field
-        earlier = len(self.sink.attempts(name, self.run_id))
+        earlier = self.sink.attempt_count(name, self.run_id)
         if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
             logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier, self.run_id)
             return {k: 0 for k in STATS} | {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
