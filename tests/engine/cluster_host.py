@@ -14,7 +14,8 @@ from ray.cluster_utils import Cluster
 
 
 def main(workers: int) -> None:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # The head gets no CPUs, as on a real cluster, so every actor lands on a worker node that can be removed.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     for _ in range(workers):
         cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
