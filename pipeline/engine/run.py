@@ -202,13 +202,22 @@ def _run_ray(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     num_gpus = 1 if gpus >= 1 else 0
     # Leave a whole CPU for the read tasks: a pool that reserves every CPU never schedules them.
     cpus = max(0.1, min(1.0, (resources.get("CPU", 1) - 1) / actors))
-    logger.info("%d actors (%s GPU each, %.2f CPU each) on %s", actors, num_gpus, cpus, resources)
+    # Torch threads of a CPU actor: the cluster's cores shared out between the actors (Ray spreads them).
+    threads = max(1, int(resources.get("CPU", 1)) // actors)
+    logger.info(
+        "%d actors (%s GPU each, %.2f CPU each, %s) on %s",
+        actors,
+        num_gpus,
+        cpus,
+        "CUDA" if num_gpus else f"{threads} torch threads",
+        resources,
+    )
     # Each shard is one block (one task), so a retry redoes exactly one shard (ray.md §2.5).
     items = [{"shard": url, "repeated": json.dumps(work.repeated[url], sort_keys=True)} for url in pending]
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     results = dataset.map_batches(
         ShardWorker,
-        fn_constructor_kwargs={"config_json": config.to_json(), "run_id": run_id},
+        fn_constructor_kwargs={"config_json": config.to_json(), "run_id": run_id, "cpu_threads": threads},
         batch_size=config.cluster.batch_size,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=num_gpus,

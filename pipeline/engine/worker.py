@@ -126,7 +126,7 @@ class ShardProcessor:
         if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
             logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier, self.run_id)
             return {k: 0 for k in STATS} | {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
-        attempt = self.sink.begin(name, self.run_id, **_node())
+        attempt = self.sink.begin(name, self.run_id, torch_threads=torch.get_num_threads(), **_node())
         repeated = repeated or {}
         rows = {t: [] for t in TABLES}
         counts = {"samples": 0, "processed": 0, "expressions": 0, "frames": 0}
@@ -329,7 +329,11 @@ def _message(error: Exception) -> str:
 class ShardWorker:
     """Ray Data's callable class: one model copy per actor; each call processes whole shards."""
 
-    def __init__(self, config_json: str, run_id: str):
+    def __init__(self, config_json: str, run_id: str, cpu_threads: int = 1):
+        # Ray sets OMP_NUM_THREADS to floor(num_cpus) of the actor, 1 for the fraction a pool gets, so a CPU
+        # model would run on one core (ray.md §7.1); the driver says how many this actor's share is.
+        if not torch.cuda.is_available():
+            torch.set_num_threads(cpu_threads)
         self.processor = ShardProcessor(RunConfig.from_json(config_json), run_id)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

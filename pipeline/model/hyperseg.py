@@ -111,10 +111,9 @@ class HyperSeg(nn.Module):
         """SigLIP features for the LLM, ``(B, 3, S, S) -> (B, N, D)`` (before selection and projection)."""
         return self.vision(pixels.to(self.seg_query.dtype))
 
-    def encode_masks(self, pixels: torch.Tensor) -> tuple[dict[str, torch.Tensor], PixelDecoderOutput]:
-        """Swin res2-res5 of the padded canvas and the pixel decoder's outputs."""
-        features = self.swin(pixels.to(self.seg_query.dtype))
-        return features, self.pixel_decoder(features)
+    def encode_swin(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Swin res2-res5 of the padded canvas ``(B, 3, C, C)``; ``pixel_decoder`` takes them from there."""
+        return self.swin(pixels.to(self.seg_query.dtype))
 
     def decode_masks(
         self, seg_states: torch.Tensor, refer_states: torch.Tensor, pixel: PixelDecoderOutput

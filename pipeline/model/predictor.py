@@ -22,11 +22,12 @@ from .hyperseg import HyperSeg
 from .llm import POSITION_POLICIES, LlmOutput, assemble, run_llm, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
 from .pixel_decoder import PixelDecoderOutput
-from .postprocess import score_queries, top1, upsample_to_original
+from .postprocess import best_query, upsample_to_original
 from .preprocess import siglip_view, swin_view
 from .prompt import build_prompt, build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids, tokenize_prompt
 
-STAGES = ("siglip", "selection", "llm", "mask_branch", "postprocess")
+# Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector).
+STAGES = ("siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "decoder", "postprocess")
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,13 @@ class Prefill:
         owner: per expression, the index of its frame in the batch.
         llm: the hidden states read back (seg queries, pooled refer span, temporal tokens).
         next_temporal: ``(E, latents, fvp_dim)`` FVP latents for the next video frame.
+        seconds: time of the FVP and of the LLM.
     """
 
     owner: list[int]
     llm: LlmOutput
     next_temporal: torch.Tensor
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,8 +202,10 @@ class HyperSegPredictor:
         kept = features.gather(1, selection.indices[:, :, None].expand(-1, -1, features.shape[-1]))
         image_tokens = self.model.projector(kept)
         seconds["selection"] = (t2 := self._sync()) - t
-        swin, pixel = self.model.encode_masks(torch.stack([v.pixels for v in views]).to(self.device))
-        seconds["mask_branch"] = self._sync() - t2
+        swin = self.model.encode_swin(torch.stack([v.pixels for v in views]).to(self.device))
+        seconds["swin"] = (t3 := self._sync()) - t2
+        pixel = self.model.pixel_decoder(swin)
+        seconds["pixel_decoder"] = self._sync() - t3
         return EncodedFrames(
             selection=selection,
             image_tokens=image_tokens,
@@ -244,10 +249,12 @@ class HyperSegPredictor:
         # prompt up to <refer> are the frame's, computed once. States that differ fall back to per expression.
         state = None if temporal is None else _one_per_frame(temporal, owner, b)
         shared = self.share_prefix and (temporal is None or state is not None)
+        start = self._sync()
         if shared:
             fvp_tokens = model.fvp(*swin, state).index_select(0, frames)
         else:
             fvp_tokens = model.fvp(*(x.index_select(0, frames) for x in swin), temporal)
+        fvp_done = self._sync()
         ids = self.prompt_ids(task)
         grid = model.config.vision.grid
         sequences = [
@@ -269,7 +276,9 @@ class HyperSegPredictor:
             out = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].refer[0]))
         else:
             out = run_llm(model.llm, sequences)
-        return Prefill(owner=owner, llm=out, next_temporal=model.fvp.read_state(out.temporal))
+        next_temporal = model.fvp.read_state(out.temporal)
+        seconds = {"fvp": fvp_done - start, "llm": self._sync() - fvp_done}
+        return Prefill(owner=owner, llm=out, next_temporal=next_temporal, seconds=seconds)
 
     @torch.inference_mode()
     def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:
@@ -298,18 +307,23 @@ class HyperSegPredictor:
         Returns:
             Per frame, per expression, the segmentation; and the FVP latents to carry to the next frame.
         """
-        seconds = dict(encoded.seconds)
-        start = self._sync()
         prefill = self.prefill(encoded, expressions, task, temporal)
-        seconds["llm"] = (t := self._sync()) - start
+        start = self._sync()
         decoded = self.decode(encoded, prefill)
-        seconds["mask_branch"] = seconds.get("mask_branch", 0.0) + (t2 := self._sync()) - t
-        chosen = []
+        seconds = {**encoded.seconds, **prefill.seconds, "decoder": (t := self._sync()) - start}
+        canvas = self.model.config.preprocess.canvas
         with torch.inference_mode():
-            for e, f in enumerate(prefill.owner):
-                logits = self.full_resolution(encoded, f, decoded.pred_masks[e])
-                chosen.append(top1(logits, score_queries(logits, decoded.pred_seg_logits[e].float())))
-        seconds["postprocess"] = self._sync() - t2
+            chosen = [
+                best_query(
+                    decoded.pred_masks[e].float(),
+                    decoded.pred_seg_logits[e].float(),
+                    canvas,
+                    encoded.resized_hw[f],
+                    encoded.original_hw[f],
+                )
+                for e, f in enumerate(prefill.owner)
+            ]
+        seconds["postprocess"] = self._sync() - t
         sel = encoded.selection
         results: list[list[Segmentation]] = [[] for _ in range(encoded.image_tokens.shape[0])]
         for e, f in enumerate(prefill.owner):

@@ -117,6 +117,6 @@ def test_flop_counts_on_meta_equal_an_eager_cpu_run_on_real_data():
     on_cpu = flops(lambda: cpu.encode_vision(torch.randn(1, 3, side, side)))
     on_meta = flops(lambda: meta.encode_vision(torch.empty(1, 3, side, side, device="meta")))
     assert on_cpu == on_meta > 0
-    on_cpu = flops(lambda: cpu.encode_masks(torch.randn(1, 3, canvas, canvas)))
-    on_meta = flops(lambda: meta.encode_masks(torch.empty(1, 3, canvas, canvas, device="meta")))
+    on_cpu = flops(lambda: cpu.pixel_decoder(cpu.encode_swin(torch.randn(1, 3, canvas, canvas))))
+    on_meta = flops(lambda: meta.pixel_decoder(meta.encode_swin(torch.empty(1, 3, canvas, canvas, device="meta"))))
     assert on_cpu == on_meta > 0

@@ -49,6 +49,8 @@ def test_ray_run_writes_every_row_once_and_resumes_by_shard(ray_session, shards,
     assert len(keys) == len(set(keys)) and set(keys) == expected
     assert summary.shards_done == summary.shards_total == 2 and summary.errors == 0
     assert (predictions.k == 146).all()
+    # Ray gives each actor OMP_NUM_THREADS=1; the worker takes its share of the 4 CPUs instead (2 actors).
+    assert [a["torch_threads"] for a in Sink(str(out)).attempts()] == [2, 2]
     tokens = load(str(out), "tokens")
     assert len(tokens) == sum(len(s.frames()) for s in samples) and all(len(k) == 146 for k in tokens.kept)
     # The metrics table equals metrics recomputed from the Parquet masks and the shards' ground truth.

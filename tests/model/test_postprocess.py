@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model.postprocess import score_queries, top1, unpadded_extent, upsample_to_original
+from pipeline.model import postprocess
+from pipeline.model.postprocess import best_query, score_queries, top1, unpadded_extent, upsample_to_original
 
 from .reference import GOLDEN
 
@@ -111,6 +112,84 @@ def test_upsample_crops_before_resizing():
     assert torch.equal(out, canvas[:, :2, :])
 
 
+def released_upsample(pred: torch.Tensor, canvas: int, resized_hw, original_hw) -> torch.Tensor:
+    """The release's order: the whole padded canvas, then the crop, then the original size."""
+    full = torch.nn.functional.interpolate(pred[None], size=(canvas, canvas), mode="bilinear", align_corners=False)
+    full = full[:, :, : resized_hw[0], : resized_hw[1]]
+    return torch.nn.functional.interpolate(full, size=tuple(original_hw), mode="bilinear", align_corners=False)[0]
+
+
+def random_cases(count: int):
+    """Decoder outputs of assorted sizes (strides 3 and 4, any crop, any original size), some with ties."""
+    for seed in range(count):
+        g = torch.Generator().manual_seed(seed)
+        canvas, stride = [(16, 4), (32, 4), (64, 4), (48, 3)][seed % 4]
+        queries = 1 + seed % 12
+        resized = tuple(int(v) for v in torch.randint(1, canvas + 1, (2,), generator=g))
+        original = tuple(int(v) for v in torch.randint(1, 90, (2,), generator=g))
+        pred = torch.randn(queries, canvas // stride, canvas // stride, generator=g) * 3 - seed % 3
+        seg = torch.randn(queries, generator=g) * (seed % 5)  # seed % 5 == 0: every SEG logit is 0
+        if seed % 7 == 0:
+            pred[:] = pred[0]  # identical queries: ties everywhere
+        if seed % 13 == 0:
+            pred[:] = -1.0  # every mask empty: every score 0
+        yield seed, pred, seg, canvas, resized, original
+
+
+def test_upsampling_only_the_kept_extent_is_bit_identical_to_the_release():
+    for seed, pred, _, canvas, resized, original in random_cases(200):
+        assert torch.equal(
+            upsample_to_original(pred, canvas, resized, original), released_upsample(pred, canvas, resized, original)
+        ), seed
+
+
+def test_best_query_is_top1_over_all_queries():
+    for seed, pred, seg, canvas, resized, original in random_cases(300):
+        logits = released_upsample(pred, canvas, resized, original)
+        scores = score_queries(logits, seg)
+        expected = top1(logits, scores)
+        got = best_query(pred, seg, canvas, resized, original)
+        assert got.score == pytest.approx(expected.score, rel=1e-6, abs=0), seed
+        assert torch.equal(got.mask, logits[got.query] > 0), seed
+        if seed % 7:  # distinct queries: the same one. Identical ones tie, and the release's own pick among
+            # them is decided by the interpolation's last-bit rounding, which varies with the plane's position.
+            assert got.query == expected.query, seed
+        else:
+            assert scores[got.query] == pytest.approx(expected.score, rel=1e-6, abs=0), seed
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_best_query_on_the_golden_runs(case):
+    golden = load_case(case)
+    pred, seg = golden["pred_masks_lowres"][0], golden["pred_SEG_logits"][0, :, 0]
+    got = best_query(pred, seg, CANVAS, golden["resized_hw"], golden["original_hw"])
+    assert got.query == golden["query"]
+    assert got.score == pytest.approx(golden["score"], abs=SCORE_TOLERANCE)
+    assert torch.equal(got.mask, golden["top1_mask_binary"].bool())
+
+
+def test_best_query_skips_the_queries_that_cannot_win(monkeypatch):
+    calls = []
+
+    def counted(pred, *args):
+        calls.append(pred.shape[0])
+        return upsample_to_original(pred, *args)
+
+    monkeypatch.setattr(postprocess, "upsample_to_original", counted)
+    pred = torch.full((100, 8, 8), -5.0)
+    pred[42] = 20.0  # a confident full mask: mask score 1
+    seg = torch.full((100,), -4.0)
+    seg[42] = 6.0  # sigmoid 0.9975, above every other query's 0.018
+    got = best_query(pred, seg, 32, (32, 24), (40, 30))
+    assert (got.query, bool(got.mask.all())) == (42, True)
+    assert calls == [postprocess.QUERY_CHUNK]  # one chunk, holding query 42, then the bound stops it
+    calls.clear()
+    seg[:] = 6.0  # every query could win now: all are computed, and the lowest index wins the tie
+    pred[:] = 20.0
+    assert best_query(pred, seg, 32, (32, 24), (40, 30)).query == 0
+    assert sum(calls) == 100
+
+
 def test_unpadded_extent_and_bad_inputs():
     padding = torch.ones(6, 8, dtype=torch.bool)
     padding[:4, :5] = False
@@ -127,3 +206,5 @@ def test_unpadded_extent_and_bad_inputs():
         score_queries(torch.zeros(2, 3, 3), torch.zeros(3))
     with pytest.raises(ValueError, match="scores"):
         top1(torch.zeros(2, 3, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match="seg_logits"):
+        best_query(torch.zeros(2, 3, 3), torch.zeros(3), 12, (12, 12), (5, 5))
