@@ -146,23 +146,45 @@ def fixed_stages(model: HyperSeg) -> tuple[dict[str, Counted], dict[str, list[in
     return counts, shapes
 
 
-def keep_stages(model: HyperSeg, features: torch.Tensor, keep: float, layout: SequenceLayout) -> dict:
-    """Selection (real CPU data), projector and LLM prefill (meta) for one keep ratio."""
+def selection_stages(model: HyperSeg, features: torch.Tensor, keep: float) -> dict:
+    """Selection (real CPU data) and projector (meta) for one keep ratio: ``k`` and their counts."""
     config, meta = model.config, torch.device("meta")
-    n, hidden = features.shape[1], config.llm.hidden_size
-    k = budget(keep, n)
-    length = layout.length(k)
+    k = budget(keep, features.shape[1])
     with torch.no_grad():
         selected, selection = count(lambda: select_tokens(features, model.grid, keep, "evtp"))
         if selection.k != k:
             raise RuntimeError(f"EVTP kept {selection.k} tokens at keep {keep}, budget says {k}")
         projector, _ = count(lambda: model.projector(torch.empty(1, k, config.vision.hidden_size, device=meta)))
-        # B = 1 and no padding: no attention mask (building one from a meta tensor would need its values). The
-        # released run masks one key (the final <|endoftext|>), which changes no shape and so no count.
+    return {"k": k, "selection": selected, "projector": projector}
+
+
+def llm_pass(model: HyperSeg, length: int, past: int = 0) -> Counted:
+    """The LLM on ``length`` new tokens (meta, B = 1), after ``past`` tokens whose keys and values are cached.
+
+    ``past`` > 0 is the shared-prefix suffix pass: the prefix runs first, uncounted, to fill the cache.
+    """
+    meta, hidden = torch.device("meta"), model.config.llm.hidden_size
+    # B = 1 and no padding: no attention mask (building one from a meta tensor would need its values). The
+    # released run masks one key (the final <|endoftext|>), which changes no shape and so no count.
+    with torch.no_grad():
+        cache = None
+        if past:
+            positions = torch.arange(past, device=meta)[None]
+            embeds = torch.empty(1, past, hidden, device=meta)
+            cache = model.llm(inputs_embeds=embeds, position_ids=positions, use_cache=True).cache
         embeds = torch.empty(1, length, hidden, device=meta)
-        positions = torch.arange(length, device=meta)[None]
-        llm, _ = count(lambda: model.llm(inputs_embeds=embeds, position_ids=positions).last_hidden_state)
-    return {"k": k, "sequence_length": length, "selection": selected, "projector": projector, "llm": llm}
+        positions = torch.arange(past, past + length, device=meta)[None]
+        counted, _ = count(
+            lambda: model.llm(inputs_embeds=embeds, position_ids=positions, cache=cache).last_hidden_state
+        )
+    return counted
+
+
+def keep_stages(model: HyperSeg, features: torch.Tensor, keep: float, layout: SequenceLayout) -> dict:
+    """Selection, projector and the whole LLM prefill for one keep ratio."""
+    stages = selection_stages(model, features, keep)
+    length = layout.length(stages["k"])
+    return {**stages, "sequence_length": length, "llm": llm_pass(model, length)}
 
 
 def msda_estimate(config: HyperSegConfig, shapes: dict[str, list[int]]) -> int:

@@ -21,6 +21,8 @@ class ModelConfig:
     seed: int = 0
     # Run the prompt up to the instruction once per frame for all its expressions (HyperSegPredictor).
     share_prefix: bool = True
+    # torch.compile SigLIP and the LLM (HyperSegPredictor.compile): the same rows up to float rounding.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.checkpoint is None):

@@ -43,6 +43,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
         action="store_true",
         help="run every expression's whole prompt, as the release does (default: the visual prefix once per frame)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile SigLIP and the LLM in each actor (compiling takes a while; pays on long GPU runs)",
+    )
     parser.add_argument("--actors", type=int, default=1, help="model copies (one GPU each when the cluster has GPUs)")
     parser.add_argument("--batch-size", type=int, default=1, help="shards per actor call")
     parser.add_argument("--image-batch", type=int, default=8, help="image samples segmented in one model call")
@@ -69,10 +74,11 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         folder = Path(args.output) / "_fixture"
         shards = fixture(folder)
         logger.info("no --shards: using the built-in fixture %s", shards)
+    speed = {"dtype": args.dtype, "share_prefix": not args.no_share_prefix, "compile": args.compile}
     model = (
-        ModelConfig(preset=None, checkpoint=args.checkpoint, dtype=args.dtype, share_prefix=not args.no_share_prefix)
+        ModelConfig(preset=None, checkpoint=args.checkpoint, **speed)
         if args.checkpoint
-        else ModelConfig(preset=args.preset or "tiny", dtype=args.dtype, share_prefix=not args.no_share_prefix)
+        else ModelConfig(preset=args.preset or "tiny", **speed)
     )
     return RunConfig(
         data=DataConfig(shards),

@@ -59,9 +59,9 @@ def versions() -> dict[str, str]:
 
 def fingerprint(config: RunConfig) -> dict:
     """What decides a run's rows: the model, the pruning and the input (not where, how widely, or whether the
-    visual prefix is shared, which changes no result beyond float rounding)."""
+    visual prefix is shared or the model compiled, which change no result beyond float rounding)."""
     raw = json.loads(config.to_json())
-    model = {k: v for k, v in raw["model"].items() if k != "share_prefix"}
+    model = {k: v for k, v in raw["model"].items() if k not in ("share_prefix", "compile")}
     return {"model": model, "pruning": raw["pruning"], "data": raw["data"]}
 
 

@@ -64,6 +64,8 @@ def build_predictor(config: RunConfig) -> HyperSegPredictor:
         predictor.model.to(DTYPES[dtype])
     predictor.pruning = config.pruning
     predictor.share_prefix = m.share_prefix
+    if m.compile:
+        predictor.compile()
     return predictor
 
 
