@@ -4,10 +4,32 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from .model.predictor import PruningConfig
 from .pruning import METHODS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# How kept image tokens are numbered in the LLM (pipeline.model.llm.assemble).
+POSITION_POLICIES = ("contiguous", "original")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Which visual tokens of each frame reach the LLM.
+
+    Attributes:
+        method: a ``pipeline.pruning.METHODS`` name; ``none`` keeps all 729.
+        keep: ratio in (0, 1] or a count.
+        options: the method's options, as ``(name, value)`` pairs (e.g. ``(("alpha", 1.0),)``).
+        position_ids: ``contiguous`` (default) or ``original`` (see ``llm.assemble``).
+    """
+
+    method: str = "none"
+    keep: float | int = 1.0
+    options: tuple[tuple[str, object], ...] = ()
+    position_ids: str = "contiguous"
+
+    def __post_init__(self) -> None:
+        if self.position_ids not in POSITION_POLICIES:
+            raise ValueError(f"position_ids must be one of {POSITION_POLICIES}, got {self.position_ids!r}")
 
 
 @dataclass(frozen=True)

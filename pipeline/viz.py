@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .config import PruningConfig
 from .pruning.geometry import Grid
 
 logger = logging.getLogger(__name__)
@@ -224,8 +225,6 @@ def compare_methods(
     Returns:
         An RGB image ``len(methods)`` panels wide, each titled with method, K, score and grid radius.
     """
-    from .model.predictor import PruningConfig  # lazily: the model pulls in transformers
-
     if len(methods) == 0:
         raise ValueError("compare_methods needs at least one method")
     grid = tuple(predictor.model.config.vision.grid)

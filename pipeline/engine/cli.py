@@ -14,9 +14,8 @@ from pathlib import Path
 
 import fsspec
 
-from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, RunConfig
+from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, PruningConfig, RunConfig
 from ..data import write_shards
-from ..model import PruningConfig
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,9 @@ from ..config import RunConfig
 from ..data import repeated_keys, shard_keys
 from .sink import Sink, shard_id
 from .tables import to_table
-from .worker import ShardProcessor, ShardWorker
+
+# The model package (transformers: seconds to import) is imported where shards are processed, in the actors
+# or here for the bare loop; a Ray driver does not need it (but for a checkpoint's checksum).
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +184,8 @@ def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts:
 def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     if not work.pending:
         return []
+    from .worker import ShardProcessor  # the model's imports (torch, transformers) only where it runs
+
     processor = ShardProcessor(config, run_id)
     stats = []
     for i, url in enumerate(work.pending):
@@ -192,6 +196,8 @@ def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
 
 def _run_ray(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     import ray
+
+    from .actor import ShardWorker
 
     if not ray.is_initialized():
         ray.init(address=config.cluster.address, ignore_reinit_error=True)  # None: RAY_ADDRESS or a local instance

@@ -1,11 +1,9 @@
 """One shard in, its rows out: the model step of a run, usable with or without Ray.
 
-``ShardWorker`` is the callable class Ray Data runs on each actor (one model copy per actor, loaded
-once in ``__init__``); ``process_shard`` is the same work as a plain function, for tests and for the
-bare loop the pipeline's throughput is compared with.
+``ShardProcessor`` holds one model copy and processes whole shards; Ray Data runs it on each actor through
+``actor.ShardWorker``, and the bare loop (``run(..., use_ray=False)``) calls it directly.
 """
 
-import json
 import logging
 import sys
 import time
@@ -326,21 +324,3 @@ def _message(error: Exception) -> str:
     last = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
     where = f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})" if last else ""
     return f"{error}{where}"
-
-
-class ShardWorker:
-    """Ray Data's callable class: one model copy per actor; each call processes whole shards."""
-
-    def __init__(self, config_json: str, run_id: str, cpu_threads: int = 1):
-        # Ray sets OMP_NUM_THREADS to floor(num_cpus) of the actor, 1 for the fraction a pool gets, so a CPU
-        # model would run on one core (ray.md §7.1); the driver says how many this actor's share is.
-        if not torch.cuda.is_available():
-            torch.set_num_threads(cpu_threads)
-        self.processor = ShardProcessor(RunConfig.from_json(config_json), run_id)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stats = [
-            self.processor.process(str(url), json.loads(str(repeated)))
-            for url, repeated in zip(batch["shard"], batch["repeated"], strict=True)
-        ]
-        return {key: np.array([s[key] for s in stats]) for key in STATS}

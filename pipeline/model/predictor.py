@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import PruningConfig
 from ..pruning import Selection, select_tokens
 from .config import preset
 from .hyperseg import HyperSeg
-from .llm import POSITION_POLICIES, LlmOutput, assemble, run_llm, run_llm_shared
+from .llm import LlmOutput, assemble, run_llm, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
 from .pixel_decoder import PixelDecoderOutput
 from .postprocess import best_query, upsample_to_original
@@ -28,27 +29,6 @@ from .prompt import build_prompt, build_tiny_tokenizer, format_instruction, load
 
 # Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector).
 STAGES = ("siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "decoder", "postprocess")
-
-
-@dataclass(frozen=True)
-class PruningConfig:
-    """Which visual tokens of each frame reach the LLM.
-
-    Attributes:
-        method: a ``pipeline.pruning.METHODS`` name; ``none`` keeps all 729.
-        keep: ratio in (0, 1] or a count.
-        options: the method's options, as ``(name, value)`` pairs (e.g. ``(("alpha", 1.0),)``).
-        position_ids: ``contiguous`` (default) or ``original`` (see ``llm.assemble``).
-    """
-
-    method: str = "none"
-    keep: float | int = 1.0
-    options: tuple[tuple[str, object], ...] = ()
-    position_ids: str = "contiguous"
-
-    def __post_init__(self) -> None:
-        if self.position_ids not in POSITION_POLICIES:
-            raise ValueError(f"position_ids must be one of {POSITION_POLICIES}, got {self.position_ids!r}")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The engine end to end on the tiny preset: exactly-once rows, metrics from the Parquet masks, resume by shard."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -195,3 +196,17 @@ def test_image_batches_give_the_rows_of_one_image_at_a_time(image_shards, tmp_pa
     assert run(fallback, use_ray=False).errors == 0 and sizes == [3, 1, 1, 1, 3, 1, 1, 1, 1]
     c = load(str(tmp_path / "fallback"), "predictions").sort_values(order)
     np.testing.assert_allclose(a.score.to_numpy(), c.score.to_numpy(), atol=1e-5)
+
+
+def test_a_ray_driver_does_not_import_the_model():
+    """The job's driver hands ShardWorker to Ray Data without importing transformers (seconds on 2 cores)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'jobs'); import pseudo_label; from pipeline.engine.run import _run_ray; "
+        "import pipeline.engine.actor; print('transformers' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert result.stdout.strip() == "False"
