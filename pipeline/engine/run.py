@@ -184,7 +184,7 @@ def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts:
 def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     if not work.pending:
         return []
-    from .worker import ShardProcessor  # the model's imports (torch, transformers) only where it runs
+    from .worker import ShardProcessor  # the model package (transformers) only where shards are processed
 
     processor = ShardProcessor(config, run_id)
     stats = []
