@@ -54,8 +54,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
 KEEPS = (1.0, 0.2, 0.1, 0.05)
 # The wall-clock stages: the predictor's (its "selection" includes the projector), then what they leave out.
 WALL_STAGES = (*TIMED_STAGES, "other")
-# FLOP stages summed into each timed stage.
-FLOPS_OF_TIMED = {s: (s,) for s in TIMED_STAGES} | {"selection": ("selection", "projector"), "postprocess": ()}
+# The timed stages FLOPs count: all but post-processing (the timed "selection" holds the projector too).
+MODEL_STAGES = tuple(s for s in TIMED_STAGES if s != "postprocess")
 EXPRESSIONS = (
     "the dog running on the grass",
     "the person holding a red bag",
@@ -286,8 +286,9 @@ def ratios(wall: list[dict], flops: list[dict]) -> None:
         row["flops_speedup"] = theirs["total"] / mine["total"]
         row["wall_over_flops"] = row["speedup"] / row["flops_speedup"]
         # The same on the stages FLOPs count (not post-processing, not "other").
-        model = [s for s in TIMED_STAGES if FLOPS_OF_TIMED[s]]
-        row["model_speedup"] = sum(base["seconds"][s] for s in model) / sum(row["seconds"][s] for s in model)
+        row["model_speedup"] = sum(base["seconds"][s] for s in MODEL_STAGES) / sum(
+            row["seconds"][s] for s in MODEL_STAGES
+        )
         row["model_over_flops"] = row["model_speedup"] / row["flops_speedup"]
 
 

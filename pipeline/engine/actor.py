@@ -1,7 +1,7 @@
 """``ShardWorker``: the callable class Ray Data runs on each actor, one model copy per actor.
 
 Kept apart from ``worker`` so that the driver, which only hands the class to Ray Data, never imports the
-model (torch and transformers take seconds to import); the actor imports it in ``__init__``.
+model package (transformers takes seconds to import); the actor imports it in ``__init__``.
 """
 
 import json
