@@ -103,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     features = torch.randn(args.batch, n, args.dim, generator=generator)
     scores = torch.rand(args.batch, n, generator=generator)  # stands in for attention received
+    keys = torch.randn(args.batch, n, 72, generator=generator)  # VisionZip's metric: SigLIP-so400m's head width
 
     def gram() -> torch.Tensor:
         return torch.bmm(features, features.transpose(1, 2))
 
     def select(method: str, keep: float):
-        options = {"scores": scores} if method == "attention" else {}
+        options = {"attention": {"scores": scores}, "visionzip": {"scores": scores, "keys": keys}}.get(method, {})
         return select_tokens(features, grid, keep, method, **options)
 
     print(
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "dim": args.dim,
         "repeats": args.repeats,
         "features": "standard normal, float32",
+        "scores": "uniform random for attention and visionzip (the SigLIP hook that makes them is not timed here)",
         "gram": "torch.bmm(X, X^T), interleaved with the methods",
         "target_ratio": TARGET_RATIO,
     }

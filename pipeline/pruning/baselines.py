@@ -7,6 +7,7 @@ import torch
 from .coverage import measure
 from .geometry import Grid
 from .selection import Selection, all_tokens
+from .validation import check_scores
 
 
 def _described(features: torch.Tensor, indices: torch.Tensor, grid: Grid) -> Selection:
@@ -59,13 +60,7 @@ def attention_tokens(features: torch.Tensor, grid: Grid, k: int, *, scores: torc
         scores: ``(batch, N)`` any real dtype; higher means keep.
     """
     b, n, _ = features.shape
-    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (b, n):
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"scores must be a (batch={b}, N={n}) tensor, got {shape}")
-    scores = scores.to(device=features.device, dtype=torch.float32)
-    bad = (~torch.isfinite(scores).all(dim=1)).nonzero().flatten().tolist()
-    if bad:
-        raise ValueError(f"scores contain NaN or Inf in batch row(s) {bad[:10]}")
+    scores = check_scores(scores, b, n).to(features.device)
     # A stable descending sort keeps equal scores in index order: ties go to the lowest index.
     order = scores.sort(dim=1, descending=True, stable=True).indices
     return _described(features, order[:, :k].sort(dim=1).values, grid)

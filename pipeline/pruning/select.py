@@ -8,6 +8,7 @@ from .evtp import evtp, kcenter
 from .geometry import Grid
 from .selection import Selection
 from .validation import budget, check_features
+from .visionzip import visionzip
 
 # Each method takes (features (B, N, D) float32, grid, k, **its options) and returns a Selection.
 METHODS = {
@@ -17,6 +18,7 @@ METHODS = {
     "random": random_tokens,
     "grid": grid_tokens,
     "attention": attention_tokens,
+    "visionzip": visionzip,
     "none": no_pruning,
 }
 
@@ -30,11 +32,13 @@ def select_tokens(features: torch.Tensor, grid: Grid, keep: float | int, method:
         keep: a ratio in ``(0, 1]`` (``K = max(1, round(keep*N))``, half to even) or an int count.
         method: one of ``METHODS``: ``evtp`` (options ``alpha``, ``lam``, ``first``), ``kcenter``
             (``first``), ``divprune``, ``random`` (``seed``), ``grid``, ``attention`` (``scores``, a
-            ``(batch, N)`` tensor, required) or ``none`` (keeps all ``N``).
+            ``(batch, N)`` tensor, required), ``visionzip`` (``scores`` and ``keys`` ``(batch, N, dk)``,
+            required; ``contextual``) or ``none`` (keeps all ``N``).
         **options: the method's options.
 
     Returns:
-        ``Selection`` with ``indices`` ``(batch, K)`` ascending and per-frame coverage diagnostics.
+        ``Selection`` with ``indices`` ``(batch, K)`` ascending and per-frame coverage diagnostics (and, for a
+        merging method, the merged ``features``).
 
     Raises:
         ValueError: bad features, grid, keep, method or option value.

@@ -17,12 +17,16 @@ class Selection:
         grid_radius: ``(batch,)`` float32, the same objective over token positions, in grid cells.
         lam: ``(batch,)`` float32, the spatial weight λ used (0 for the feature-only k-center
             methods, NaN for methods that use no distance).
+        features: ``(batch, K, D)`` float32, the kept tokens' features when a method merges (``visionzip``), in
+            the order of ``indices``; None means gather ``indices`` from the input features. The radii are
+            measured on the input features at ``indices`` either way.
     """
 
     indices: torch.Tensor
     feature_radius: torch.Tensor
     grid_radius: torch.Tensor
     lam: torch.Tensor
+    features: torch.Tensor | None = None
 
     @property
     def k(self) -> int:

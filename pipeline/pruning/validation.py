@@ -74,3 +74,37 @@ def budget(keep: float | int, n: int) -> int:
     if math.isnan(keep) or not 0.0 < keep <= 1.0:
         raise ValueError(f"keep as a ratio must be in (0, 1], got {keep}")
     return min(n, max(1, round(keep * n)))
+
+
+def check_scores(scores: object, batch: int, n: int, name: str = "scores") -> torch.Tensor:
+    """Validate a ``(batch, N)`` per-token score and return it as float32.
+
+    Raises:
+        ValueError: not a tensor of that shape, or NaN/Inf (naming the rows).
+    """
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (batch, n):
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"{name} must be a (batch={batch}, N={n}) tensor, got {shape}")
+    scores = scores.float()
+    bad = (~torch.isfinite(scores).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"{name} contain NaN or Inf in batch row(s) {bad[:10]}")
+    return scores
+
+
+def check_keys(keys: object, batch: int, n: int) -> torch.Tensor:
+    """Validate ``(batch, N, dk)`` per-token key vectors (a merge metric) and return them as float32.
+
+    Raises:
+        ValueError: not a floating tensor of that shape, or NaN/Inf (naming the rows).
+    """
+    shape = tuple(keys.shape) if isinstance(keys, torch.Tensor) else type(keys).__name__
+    if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or tuple(keys.shape[:2]) != (batch, n):
+        raise ValueError(f"keys must be a (batch={batch}, N={n}, dk) tensor, got {shape}")
+    if not keys.is_floating_point() or keys.shape[2] == 0:
+        raise ValueError(f"keys must be floating point with dk > 0, got dtype {keys.dtype} and shape {shape}")
+    keys = keys.float()
+    bad = (~torch.isfinite(keys).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"keys contain NaN or Inf in batch row(s) {bad[:10]}")
+    return keys

@@ -17,8 +17,17 @@ def test_benchmark_writes_a_row_per_method_and_keep(tmp_path):
     assert "x Gram" in result.stdout and "target EVTP" in result.stdout
     report = json.loads(out.read_text())
     rows = report["rows"]
-    assert len(rows) == 7 * 2
-    assert {r["method"] for r in rows} == {"evtp", "kcenter", "divprune", "random", "grid", "attention", "none"}
+    assert len(rows) == 8 * 2
+    assert {r["method"] for r in rows} == {
+        "evtp",
+        "kcenter",
+        "divprune",
+        "random",
+        "grid",
+        "attention",
+        "visionzip",
+        "none",
+    }
     for r in rows:
         assert {"method", "keep", "seconds_median", "gram_seconds_median", "ratio_to_gram"} <= set(r)
         assert r["seconds_median"] > 0 and r["ratio_to_gram"] == r["seconds_median"] / r["gram_seconds_median"]

@@ -111,3 +111,30 @@ def feature_radius(v, kept):
 
 def grid_radius(grid, kept):
     return radius(distances(coords(grid, normalised=False)), kept)
+
+
+def visionzip(features, scores, keys, k, contextual=10 / 64):
+    """VisionZip step by step (dvlab-research/VisionZip visionzip/clip_encoder.py, no [CLS]).
+
+    Returns the kept indices ascending and their features (the contextual targets merged), both in float64.
+    """
+    features, keys = np.asarray(features, dtype=np.float64), np.asarray(keys, dtype=np.float64)
+    n = len(scores)
+    if k == n:
+        return list(range(n)), features
+    c = round(k * contextual)
+    dominant = top_k(scores, k - c)
+    rest = [i for i in range(n) if i not in dominant]
+    targets = [rest[j] for j in range(0, len(rest), max(1, len(rest) // c))][:c] if c else []
+    unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    members = {t: [] for t in targets}
+    for i in rest if targets else []:
+        if i in members:
+            continue
+        similarity = [float(unit[i] @ unit[t]) for t in targets]
+        members[targets[similarity.index(max(similarity))]].append(i)
+    rows = {i: features[i] for i in dominant}
+    for t, group in members.items():
+        rows[t] = features[t] + (np.mean([features[i] for i in group], axis=0) if group else 0.0)
+    kept = sorted(rows)
+    return kept, np.stack([rows[i] for i in kept])

@@ -43,7 +43,7 @@ def test_equals_loop_reference(frames):
         assert math.isclose(float(cover.grid[i]), ref.grid_radius(grid, kept), rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("method", sorted(set(METHODS) - {"attention"}))
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"attention", "visionzip"}))  # these need scores
 def test_selection_diagnostics_equal_coverage_radius(method, frames):
     features, grid = frames
     sel = select_tokens(features, grid, 0.2, method)

@@ -11,8 +11,12 @@ from . import reference as ref
 
 
 def options_for(method, features):
+    generator = torch.Generator().manual_seed(7)
     if method == "attention":
-        return {"scores": torch.randn(features.shape[:2], generator=torch.Generator().manual_seed(7))}
+        return {"scores": torch.randn(features.shape[:2], generator=generator)}
+    if method == "visionzip":
+        scores = torch.rand(features.shape[:2], generator=generator)
+        return {"scores": scores, "keys": torch.randn(*features.shape[:2], 6, generator=generator)}
     return {}
 
 
@@ -30,7 +34,7 @@ def test_contract(method, keep, frames):
     for diag in (sel.feature_radius, sel.grid_radius, sel.lam):
         assert diag.shape == (b,) and diag.dtype == torch.float32
     assert torch.all(sel.feature_radius >= 0) and torch.all(sel.grid_radius >= 0)
-    assert torch.isnan(sel.lam).all() == (method in ("random", "grid", "attention", "none"))
+    assert torch.isnan(sel.lam).all() == (method in ("random", "grid", "attention", "visionzip", "none"))
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

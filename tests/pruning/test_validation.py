@@ -77,8 +77,8 @@ def test_bad_features(features, message):
 
 def test_bad_method_and_options(frames):
     features, grid = frames
-    with pytest.raises(ValueError, match="unknown selection method 'fastv'"):
-        select_tokens(features, grid, 0.2, "fastv")
+    with pytest.raises(ValueError, match="unknown selection method 'sparsevlm'"):
+        select_tokens(features, grid, 0.2, "sparsevlm")
     with pytest.raises(ValueError, match="alpha must be .* got -1"):
         select_tokens(features, grid, 0.2, alpha=-1.0)
     with pytest.raises(ValueError, match="lam must be .* got nan"):
