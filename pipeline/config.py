@@ -9,6 +9,9 @@ from .pruning import METHODS
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # How kept image tokens are numbered in the LLM (pipeline.model.llm.assemble).
 POSITION_POLICIES = ("contiguous", "original")
+# Methods that prune inside the model rather than on the vision-encoder output (pipeline.model.fastv): the
+# encoder keeps every token and the LLM drops them, so they are not ``pipeline.pruning.METHODS``.
+MODEL_METHODS = ("fastv",)
 
 
 @dataclass(frozen=True)
@@ -16,16 +19,20 @@ class PruningConfig:
     """Which visual tokens of each frame reach the LLM.
 
     Attributes:
-        method: a ``pipeline.pruning.METHODS`` name; ``none`` keeps all 729.
+        method: a ``pipeline.pruning.METHODS`` name (``none`` keeps all 729) or a ``MODEL_METHODS`` one.
         keep: ratio in (0, 1] or a count.
-        options: the method's options, as ``(name, value)`` pairs (e.g. ``(("alpha", 1.0),)``).
+        options: the method's options, as ``(name, value)`` pairs (e.g. ``(("alpha", 1.0),)``; ``fastv`` takes
+            ``layer``, ``visionzip`` ``contextual``).
         position_ids: ``contiguous`` (default) or ``original`` (see ``llm.assemble``).
+        references: InstructSeg only: also prune the reference frames' tokens, the same way, before the OVP
+            (off: the OVP reads all of them, as the release does).
     """
 
     method: str = "none"
     keep: float | int = 1.0
     options: tuple[tuple[str, object], ...] = ()
     position_ids: str = "contiguous"
+    references: bool = False
 
     def __post_init__(self) -> None:
         if self.position_ids not in POSITION_POLICIES:
@@ -107,8 +114,9 @@ class RunConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
-        if self.pruning.method not in METHODS:
-            raise ValueError(f"unknown pruning method {self.pruning.method!r}; expected one of {sorted(METHODS)}")
+        methods = sorted({*METHODS, *MODEL_METHODS})
+        if self.pruning.method not in methods:
+            raise ValueError(f"unknown pruning method {self.pruning.method!r}; expected one of {methods}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

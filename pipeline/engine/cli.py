@@ -1,6 +1,6 @@
 """What every job shares: the common flags, the RunConfig they make, the built-in fixture, the report files.
 
-Common flags: ``--shards``, ``--output``, ``--preset`` or ``--checkpoint``, ``--method``, ``--keep``,
+Common flags: ``--shards``, ``--output``, ``--preset`` or ``--checkpoint``, ``--method``, ``--keep``, ``--option``,
 ``--actors``, ``--batch-size``, ``--max-attempts``, ``--address``. Without ``--shards`` a job runs on its
 small built-in fixture (written in the official layout, converted to shards under the run folder's hidden
 ``_fixture/``) with the ``tiny`` preset.
@@ -31,7 +31,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     weights.add_argument("--checkpoint", help="a checkpoint folder in the released HyperSeg layout")
     parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
     parser.add_argument(
-        "--method", default="evtp", help="token selection: evtp, kcenter, divprune, random, grid, none"
+        "--method",
+        default="evtp",
+        help="token selection: evtp, kcenter, divprune, random, grid, visionzip, fastv (in the LLM), none",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=option_value,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a method option, repeatable: e.g. layer=1 (fastv's K), contextual=0.25 (visionzip), alpha=0.5 (evtp)",
     )
     parser.add_argument(
         "--keep", type=keep_value, default=0.2, help="kept visual tokens: a ratio (0.2) or a count (64)"
@@ -66,6 +76,19 @@ def keep_value(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
+def option_value(text: str) -> tuple[str, object]:
+    """``layer=2`` -> ``("layer", 2)``: an int, else a float, else the text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"an option is NAME=VALUE, got {text!r}")
+    for parse in (int, float):
+        try:
+            return name, parse(value)
+        except ValueError:
+            pass
+    return name, value
+
+
 def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConfig:
     """The run's config; without ``--shards``, ``fixture(folder)`` builds shards and returns their manifest."""
     shards = args.shards
@@ -83,7 +106,7 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         data=DataConfig(shards),
         output=OutputConfig(args.output),
         model=model,
-        pruning=PruningConfig(args.method, args.keep, position_ids=args.position_ids),
+        pruning=PruningConfig(args.method, args.keep, tuple(args.option), position_ids=args.position_ids),
         cluster=ClusterConfig(
             address=args.address,
             actors=args.actors,

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import MODEL_METHODS, RunConfig
 from ..data import ReadError, Sample, read_shard, rle
-from ..model import HyperSegPredictor
+from ..model import HyperSegPredictor, InstructSegPredictor, load
 from .prefetch import background
 from .scoring import expression_metrics, uses_foreground, video_foregrounds
 from .sink import Sink, shard_id
@@ -52,14 +52,14 @@ def build_predictor(config: RunConfig) -> HyperSegPredictor:
         dtype = "bfloat16" if device.type == "cuda" else "float32"
     m = config.model
     if m.checkpoint is not None:
-        predictor = HyperSegPredictor.from_pretrained(
+        predictor = load.from_pretrained(
             m.checkpoint, dtype=DTYPES[dtype], device=device, attn_implementation=m.attn_implementation
         )
     else:
-        predictor = HyperSegPredictor.from_preset(
-            m.preset, seed=m.seed, device=device, attn_implementation=m.attn_implementation
-        )
+        predictor = load.from_preset(m.preset, seed=m.seed, device=device, attn_implementation=m.attn_implementation)
         predictor.model.to(DTYPES[dtype])
+    if config.pruning.references and not isinstance(predictor, InstructSegPredictor):
+        raise ValueError("pruning the reference frames (--prune-references) applies to InstructSeg only")
     predictor.pruning = config.pruning
     predictor.share_prefix = m.share_prefix
     if m.compile:
@@ -237,13 +237,17 @@ class ShardProcessor:
         results = results if results is not None else self.segment_sample(sample, frames)
         first = results[expressions[0].id]
         grid = self.predictor.model.grid
-        for t, seg in enumerate(first):
+        # FastV keeps each expression's own tokens; other methods one set per frame, shared by its expressions.
+        owners = expressions if self.predictor.pruning.method in MODEL_METHODS else [None]
+        for t, owner in ((t, e) for t in range(len(first)) for e in owners):
+            seg = first[t] if owner is None else results[owner.id][t]
             out["tokens"].append(
                 {
                     "run_id": self.run_id,
                     "shard": url,
                     "sample_key": sample.key,
                     "frame_index": t,
+                    "expression_id": None if owner is None else owner.id,
                     "n": grid[0] * grid[1],
                     "k": len(seg.kept),
                     "grid_h": grid[0],

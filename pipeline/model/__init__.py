@@ -1,7 +1,10 @@
 """The IVS model: HyperSeg built from transformers classes, with visual-token selection inside."""
 
-from .config import PRESETS, HyperSegConfig, config_from_checkpoint, preset
+from . import load
+from .config import PRESETS, HyperSegConfig, InstructSegConfig, config_from_checkpoint, preset
 from .hyperseg import HyperSeg
+from .instructseg import InstructSeg
+from .instructseg_predictor import InstructSegPredictor
 from .predictor import EncodedFrames, HyperSegPredictor, PruningConfig, Segmentation
 
 __all__ = [
@@ -10,8 +13,12 @@ __all__ = [
     "HyperSeg",
     "HyperSegConfig",
     "HyperSegPredictor",
+    "InstructSeg",
+    "InstructSegConfig",
+    "InstructSegPredictor",
     "PruningConfig",
     "Segmentation",
     "config_from_checkpoint",
+    "load",
     "preset",
 ]

@@ -16,9 +16,11 @@ from .checkpoint import read_config
 from .fvp import FvpSettings
 from .llm import LlmSettings
 from .mask_decoder import DecoderSettings
+from .ovp import OvpSettings
 from .pixel_decoder import PixelDecoderSettings
 from .swin import SwinSettings
 from .vision import VisionSettings
+from .vmtf import VmtfSettings
 
 MASK_CONFIG = "mask_config.json"
 SIGLIP_PREPROCESSOR = "siglip_preprocessor_config.json"
@@ -38,28 +40,57 @@ class PreprocessSettings:
 
 
 @dataclass(frozen=True)
-class HyperSegConfig:
-    """Every size of a HyperSeg model. The defaults are the released HyperSeg-3B."""
+class MaskLlmConfig:
+    """The parts HyperSeg and InstructSeg share (model.md §1.10): SigLIP, Phi-2 and the Swin-B Mask2Former."""
 
     vision: VisionSettings = field(default_factory=VisionSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     swin: SwinSettings = field(default_factory=SwinSettings)
     pixel_decoder: PixelDecoderSettings = field(default_factory=PixelDecoderSettings)
     decoder: DecoderSettings = field(default_factory=DecoderSettings)
-    fvp: FvpSettings = field(default_factory=FvpSettings)
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
 
-    def __post_init__(self) -> None:
-        checks = [
+    def _checks(self) -> list[tuple[object, object, str]]:
+        return [
             (self.vision.llm_hidden_size, self.llm.hidden_size, "projector output vs LLM width"),
-            (self.fvp.llm_hidden, self.llm.hidden_size, "FVP output vs LLM width"),
-            (self.fvp.in_channels, self.swin.feature_channels[1:], "FVP inputs vs Swin res3-res5 channels"),
             (self.preprocess.siglip_size, self.vision.image_size, "SigLIP view vs SigLIP image size"),
             (self.decoder.mask_dim, self.pixel_decoder.mask_dim, "decoder vs pixel-decoder mask dim"),
         ]
-        for got, expected, what in checks:
+
+    def __post_init__(self) -> None:
+        for got, expected, what in self._checks():
             if got != expected:
                 raise ValueError(f"inconsistent config, {what}: {got} != {expected}")
+
+
+@dataclass(frozen=True)
+class HyperSegConfig(MaskLlmConfig):
+    """Every size of a HyperSeg model. The defaults are the released HyperSeg-3B."""
+
+    fvp: FvpSettings = field(default_factory=FvpSettings)
+
+    def _checks(self) -> list[tuple[object, object, str]]:
+        return super()._checks() + [
+            (self.fvp.llm_hidden, self.llm.hidden_size, "FVP output vs LLM width"),
+            (self.fvp.in_channels, self.swin.feature_channels[1:], "FVP inputs vs Swin res3-res5 channels"),
+        ]
+
+
+@dataclass(frozen=True)
+class InstructSegConfig(MaskLlmConfig):
+    """Every size of an InstructSeg model. The defaults are the released InstructSeg (``instructseg.*``)."""
+
+    ovp: OvpSettings = field(default_factory=OvpSettings)
+    vmtf: VmtfSettings = field(default_factory=VmtfSettings)
+    reference_frames: int = 4  # reference_frame_num of the release's video evaluations
+
+    def _checks(self) -> list[tuple[object, object, str]]:
+        return super()._checks() + [
+            (self.ovp.dim, self.llm.hidden_size, "OVP width vs LLM width"),
+            (self.vmtf.llm_hidden, self.llm.hidden_size, "VMTF input vs LLM width"),
+            (self.vmtf.in_channels, self.swin.feature_channels[-1], "VMTF input vs Swin res5 channels"),
+            (self.vmtf.out_dim, self.decoder.hidden_dim, "SEG embedding vs decoder width"),
+        ]
 
 
 def hyperseg_3b() -> HyperSegConfig:
@@ -126,17 +157,48 @@ def bench() -> HyperSegConfig:
     )
 
 
-PRESETS = {"hyperseg-3b": hyperseg_3b, "tiny": tiny, "bench": bench}
+def instructseg() -> InstructSegConfig:
+    """The released InstructSeg: HyperSeg-3B's shared parts, the OVP at the LLM width and the VMTF at 1024."""
+    return _instructseg_from(hyperseg_3b())
 
 
-def preset(name: str) -> HyperSegConfig:
-    """A named preset: ``hyperseg-3b``, ``tiny`` or ``bench``."""
+def instructseg_tiny() -> InstructSegConfig:
+    """The golden-tiny-instructseg sizes: the shared parts are ``tiny``'s (``hparams.json``)."""
+    return _instructseg_from(tiny())
+
+
+def _shared(config: MaskLlmConfig) -> dict:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(MaskLlmConfig)}
+
+
+def _instructseg_from(config: MaskLlmConfig) -> InstructSegConfig:
+    """InstructSeg on the shared parts of ``config``, its own modules sized by the released rules."""
+    return InstructSegConfig(
+        **_shared(config),
+        ovp=OvpSettings(dim=config.llm.hidden_size),
+        vmtf=VmtfSettings.for_swin(config.swin.embed_dim, config.llm.hidden_size, config.decoder.hidden_dim),
+    )
+
+
+PRESETS = {
+    "hyperseg-3b": hyperseg_3b,
+    "tiny": tiny,
+    "bench": bench,
+    "instructseg": instructseg,
+    "instructseg-tiny": instructseg_tiny,
+    "instructseg-bench": lambda: _instructseg_from(bench()),
+}
+
+
+def preset(name: str) -> MaskLlmConfig:
+    """A named preset: HyperSeg ``hyperseg-3b``, ``tiny``, ``bench``; InstructSeg ``instructseg``,
+    ``instructseg-tiny``, ``instructseg-bench``."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]()
 
 
-def config_from_checkpoint(directory: str | Path, **overrides) -> HyperSegConfig:
+def config_from_checkpoint(directory: str | Path, **overrides) -> MaskLlmConfig:
     """The configuration of a checkpoint directory in the released layout.
 
     ``config.json`` gives the LLM and SigLIP; ``mask_config.json`` and ``siglip_preprocessor_config.json``,
@@ -149,6 +211,7 @@ def config_from_checkpoint(directory: str | Path, **overrides) -> HyperSegConfig
         raise ValueError(
             f"{directory}/config.json: model_type {config.get('model_type')!r} is not HyperSeg's mipha_phi"
         )
+    family = architecture(config, directory)
     tower = config.get("vision_config", {}).get("vision_tower", {})
     projector = config.get("vision_config", {}).get("mm_projector", {})
     base = hyperseg_3b()
@@ -196,7 +259,6 @@ def config_from_checkpoint(directory: str | Path, **overrides) -> HyperSegConfig
             pixel_mean=tuple(mask_config["MODEL"].get("PIXEL_MEAN", base.preprocess.pixel_mean)),
             pixel_std=tuple(mask_config["MODEL"].get("PIXEL_STD", base.preprocess.pixel_std)),
         )
-    parts["fvp"] = FvpSettings.for_swin(swin.embed_dim, llm_hidden=llm.hidden_size)
     siglip_path = directory / SIGLIP_PREPROCESSOR
     preprocess = parts.get("preprocess", base.preprocess)
     if siglip_path.is_file():
@@ -210,5 +272,32 @@ def config_from_checkpoint(directory: str | Path, **overrides) -> HyperSegConfig
     else:
         preprocess = dataclasses.replace(preprocess, siglip_size=vision.image_size)
     parts["preprocess"] = preprocess
-    parts.update(overrides)
-    return HyperSegConfig(**parts)
+    shared_overrides = {k: v for k, v in overrides.items() if k in parts}
+    parts.update(shared_overrides)
+    decoder = parts.get("decoder", base.decoder)
+    if family == "InstructSeg":
+        own = {
+            "ovp": OvpSettings(dim=llm.hidden_size),
+            "vmtf": VmtfSettings.for_swin(swin.embed_dim, llm.hidden_size, decoder.hidden_dim),
+        }
+        cls = InstructSegConfig
+    else:
+        own = {"fvp": FvpSettings.for_swin(swin.embed_dim, llm_hidden=llm.hidden_size)}
+        cls = HyperSegConfig
+    unknown = set(overrides) - set(parts) - set(own) - ({"reference_frames"} if cls is InstructSegConfig else set())
+    if unknown:
+        raise ValueError(f"{family} has no config part(s) {sorted(unknown)}")
+    own.update({k: v for k, v in overrides.items() if k not in parts})
+    return cls(**parts, **own)
+
+
+ARCHITECTURES = ("HyperSeg", "InstructSeg")
+
+
+def architecture(config: dict, directory: str | Path = "") -> str:
+    """Which model family a released ``config.json`` is: ``HyperSeg`` (also when unnamed) or ``InstructSeg``."""
+    names = config.get("architectures") or ["HyperSeg"]
+    known = [n for n in names if n in ARCHITECTURES]
+    if len(known) != 1:
+        raise ValueError(f"{directory}/config.json: architectures {names!r} name none or several of {ARCHITECTURES}")
+    return known[0]

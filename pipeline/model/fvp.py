@@ -11,11 +11,13 @@ congvvc/HyperSeg@5cfcf52:hyperseg/model/language_model/perceiver.py (``Perceiver
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from .perceiver import PerceiverResampler, PerceiverSettings
 
 # Top-level checkpoint names the FVP owns (no ``model.`` prefix in the released layout). ``temporal_query`` is a
 # bare parameter; the others are module prefixes followed by ``.``.
@@ -63,93 +65,17 @@ class FvpSettings:
                 "layer i attends to pyramid level i, so they must match"
             )
 
+    @property
+    def perceiver(self) -> PerceiverSettings:
+        """The resampler's sizes."""
+        return PerceiverSettings(self.dim, self.depth, self.dim_head, self.heads, self.ff_mult, self.layer_norm_eps)
+
     @classmethod
     def for_swin(cls, embed_dim: int, llm_hidden: int, **overrides) -> FvpSettings:
         """The released sizing rule: widths (2C, 4C, 8C) -> 4C for Swin embed dim C (C = 128 gives HyperSeg-3B)."""
         values = {"dim": 4 * embed_dim, "in_channels": (2 * embed_dim, 4 * embed_dim, 8 * embed_dim)}
         values.update(overrides)
         return cls(llm_hidden=llm_hidden, **values)
-
-
-class FvpAttention(nn.Module):
-    """Perceiver cross-attention: latents attend to ``concat(media, latents)`` (media first), no biases."""
-
-    def __init__(self, settings: FvpSettings) -> None:
-        super().__init__()
-        inner = settings.heads * settings.dim_head
-        self.heads = settings.heads
-        self.scale = settings.dim_head**-0.5
-        self.norm_media = nn.LayerNorm(settings.dim, eps=settings.layer_norm_eps)
-        self.norm_latents = nn.LayerNorm(settings.dim, eps=settings.layer_norm_eps)
-        self.to_q = nn.Linear(settings.dim, inner, bias=False)
-        self.to_kv = nn.Linear(settings.dim, 2 * inner, bias=False)
-        self.to_out = nn.Linear(inner, settings.dim, bias=False)
-
-    def _split_heads(self, x: Tensor) -> Tensor:
-        """(batch, tokens, heads * dim_head) -> (batch, heads, tokens, dim_head)."""
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, -1).transpose(1, 2)
-
-    def forward(self, media: Tensor, latents: Tensor) -> Tensor:
-        """Attention update for the latents (the caller adds the residual).
-
-        Args:
-            media: (batch, media_tokens, dim).
-            latents: (batch, num_latents, dim).
-
-        Returns:
-            (batch, num_latents, dim).
-        """
-        media = self.norm_media(media)
-        latents = self.norm_latents(latents)
-        q = self._split_heads(self.to_q(latents)) * self.scale
-        # Keys/values also include the latents themselves (Flamingo's resampler), media tokens first.
-        k, v = self.to_kv(torch.cat((media, latents), dim=1)).chunk(2, dim=-1)
-        attn = torch.matmul(q, self._split_heads(k).transpose(-1, -2)).softmax(dim=-1)
-        out = torch.matmul(attn, self._split_heads(v))  # (batch, heads, num_latents, dim_head)
-        b, _, n, _ = out.shape
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
-
-
-class FvpFeedForward(nn.Sequential):
-    """LayerNorm -> Linear -> GELU (erf) -> Linear, no biases; indices 0, 1, 3 match the checkpoint keys."""
-
-    def __init__(self, settings: FvpSettings) -> None:
-        inner = settings.dim * settings.ff_mult
-        super().__init__(
-            nn.LayerNorm(settings.dim, eps=settings.layer_norm_eps),
-            nn.Linear(settings.dim, inner, bias=False),
-            nn.GELU(),
-            nn.Linear(inner, settings.dim, bias=False),
-        )
-
-
-class FvpResampler(nn.Module):
-    """``depth`` (attention, feed-forward) pairs, layer ``i`` on media level ``i``, then a final LayerNorm."""
-
-    def __init__(self, settings: FvpSettings) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.ModuleList([FvpAttention(settings), FvpFeedForward(settings)]) for _ in range(settings.depth)
-        )
-        self.norm = nn.LayerNorm(settings.dim, eps=settings.layer_norm_eps)
-
-    def forward(self, media: Sequence[Tensor], latents: Tensor) -> Tensor:
-        """Resample the latents.
-
-        Args:
-            media: ``depth`` tensors, level ``i`` of shape (batch, tokens_i, dim).
-            latents: (batch, num_latents, dim).
-
-        Returns:
-            (batch, num_latents, dim), after the final LayerNorm.
-        """
-        if len(media) != len(self.layers):
-            raise ValueError(f"expected {len(self.layers)} media levels, got {len(media)}")
-        for (attention, feed_forward), level in zip(self.layers, media, strict=True):
-            latents = latents + attention(level, latents)
-            latents = latents + feed_forward(latents)
-        return self.norm(latents)
 
 
 class FineGrainedPerceiver(nn.Module):
@@ -165,7 +91,7 @@ class FineGrainedPerceiver(nn.Module):
         self.temporal_query = nn.Parameter(torch.empty(settings.num_latents, settings.dim))
         self.local_project = nn.ModuleList(nn.Conv2d(c, settings.dim, kernel_size=1) for c in settings.in_channels)
         self.level_embed = nn.Embedding(settings.depth, settings.dim)
-        self.mgvp_layers = FvpResampler(settings)
+        self.mgvp_layers = PerceiverResampler(settings.perceiver)
         self.expanded_seg_query_project = nn.Linear(settings.dim, settings.llm_hidden)
         self.temporal_query_project = nn.Linear(settings.llm_hidden, settings.dim)
         # Real runs load released weights; a small random start only keeps random-weight runs finite.

@@ -66,7 +66,8 @@ class Assembled:
         keep: ``(L,)`` bool, False on keys to mask (the final pad/eos token, as the release does).
         positions: ``(L,)`` int64 position ids.
         seg: ``(Q,)`` int64 positions of the seg queries; ``refer``: of the ``<refer>`` span;
-        temporal: of the ``<temporal>`` tokens (empty if the prompt has none).
+        temporal: of the ``<temporal>`` tokens (empty if the prompt has none); ``image``: of the visual tokens
+        (``(K,)``, in the order of ``image`` given to ``assemble``).
     """
 
     embeds: torch.Tensor
@@ -75,6 +76,7 @@ class Assembled:
     seg: torch.Tensor
     refer: torch.Tensor
     temporal: torch.Tensor
+    image: torch.Tensor
 
 
 def assemble(
@@ -171,6 +173,7 @@ def assemble(
         seg=spans["seg"],
         refer=spans["refer"],
         temporal=spans.get("temporal", empty),
+        image=spans["image"],
     )
 
 
@@ -181,6 +184,7 @@ class LlmOutput:
     Attributes:
         seg: ``(B, Q, hidden)`` at the seg-query positions.
         refer: ``(B, 1, hidden)`` mean over the ``<refer>`` span (instruction + [SEG]).
+        refer_states: per sequence, ``(n_ref, hidden)`` the whole ``<refer>`` span (InstructSeg's VMTF reads it).
         temporal: ``(B, T, hidden)`` at the ``<temporal>`` positions (T = 0 without them).
         lengths: ``(B,)`` sequence lengths.
     """
@@ -189,13 +193,14 @@ class LlmOutput:
     refer: torch.Tensor
     temporal: torch.Tensor
     lengths: torch.Tensor
+    refer_states: list[torch.Tensor]
 
 
 def run_llm(llm: PhiModel, sequences: list[Assembled]) -> LlmOutput:
     """One batched prefill over assembled sequences (right-padded; pad keys masked)."""
-    embeds, mask, positions = _pad(sequences, 0)
+    embeds, mask, positions = pad_sequences(sequences, 0)
     states = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
-    return _read(states, sequences)
+    return read_states(states, sequences)
 
 
 def run_llm_shared(llm: PhiModel, sequences: list[Assembled], owner: list[int], prefix: int) -> LlmOutput:
@@ -220,14 +225,14 @@ def run_llm_shared(llm: PhiModel, sequences: list[Assembled], owner: list[int], 
     rows = torch.tensor(owner, device=device)
     cache = out.cache
     cache.batch_select_indices(rows)  # (F, ...) -> (E, ...): each sequence gets its frame's keys and values
-    embeds, mask, positions = _pad(sequences, prefix)
+    embeds, mask, positions = pad_sequences(sequences, prefix)
     mask = torch.cat([prefix_mask.index_select(0, rows), mask], dim=1)  # keys: prefix then suffix
     suffix = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache).last_hidden_state
     states = torch.cat([out.last_hidden_state.index_select(0, rows), suffix], dim=1)
-    return _read(states, sequences)
+    return read_states(states, sequences)
 
 
-def _pad(sequences: list[Assembled], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_sequences(sequences: list[Assembled], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Embeddings, key mask and positions of ``sequences[i][start:]``, right-padded to one width."""
     width = max(len(s.embeds) for s in sequences) - start
     b, hidden = len(sequences), sequences[0].embeds.shape[1]
@@ -241,15 +246,16 @@ def _pad(sequences: list[Assembled], start: int) -> tuple[torch.Tensor, torch.Te
     return embeds, mask, positions
 
 
-def _read(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
+def read_states(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
     """The seg, refer and temporal read-outs from ``(B, L, hidden)`` final states."""
     b, device = len(sequences), states.device
     rows = torch.arange(b, device=device)[:, None]
     seg = states[rows, torch.stack([s.seg for s in sequences])]
-    refer = torch.stack([states[i, s.refer].mean(0, keepdim=True) for i, s in enumerate(sequences)])
+    refer_states = [states[i, s.refer] for i, s in enumerate(sequences)]
+    refer = torch.stack([r.mean(0, keepdim=True) for r in refer_states])
     temporal = states[rows, torch.stack([s.temporal for s in sequences])]
     lengths = torch.tensor([len(s.embeds) for s in sequences])
-    return LlmOutput(seg=seg, refer=refer, temporal=temporal, lengths=lengths)
+    return LlmOutput(seg=seg, refer=refer, temporal=temporal, lengths=lengths, refer_states=refer_states)
 
 
 def convert_llm(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -17,18 +17,39 @@ import torch
 from PIL import Image
 
 from ..config import PruningConfig
-from ..pruning import Selection, select_tokens
+from ..pruning import Selection
 from .config import preset
+from .fastv import run_llm_pruned
 from .hyperseg import HyperSeg
-from .llm import LlmOutput, assemble, run_llm, run_llm_shared
+from .llm import LlmOutput, assemble, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
+from .mask_llm import MaskLlm
 from .pixel_decoder import PixelDecoderOutput
 from .postprocess import best_query, upsample_to_original
 from .preprocess import siglip_view, swin_view
 from .prompt import build_prompt, build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids, tokenize_prompt
+from .token_selection import kept_selection, run_vision, select_visual_tokens
 
-# Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector).
+# Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector). FastV ranks
+# and drops inside "llm"; its per-expression coverage diagnostics count as "selection".
 STAGES = ("siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "decoder", "postprocess")
+
+
+@dataclass
+class FrameTokens:
+    """The LLM's view of a batch of frames: SigLIP features, the selection and the projected kept tokens.
+
+    Attributes:
+        features: ``(B, N, D)`` SigLIP features of every token (coverage is measured on them).
+        selection: kept indices ``(B, K)`` and coverage diagnostics.
+        image_tokens: ``(B, K, hidden)`` projected kept tokens.
+        seconds: time per stage for the batch (siglip, selection).
+    """
+
+    features: torch.Tensor
+    selection: Selection
+    image_tokens: torch.Tensor
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,6 +57,7 @@ class EncodedFrames:
     """What every expression of a frame shares: computed once per frame.
 
     Attributes:
+        features: ``(B, N, D)`` SigLIP features of every token.
         selection: kept indices ``(B, K)`` and coverage diagnostics.
         image_tokens: ``(B, K, hidden)`` projected kept tokens.
         swin: Swin res2-res5 of each frame.
@@ -44,6 +66,7 @@ class EncodedFrames:
         seconds: time per stage for the batch.
     """
 
+    features: torch.Tensor
     selection: Selection
     image_tokens: torch.Tensor
     swin: dict[str, torch.Tensor]
@@ -60,14 +83,17 @@ class Prefill:
     Attributes:
         owner: per expression, the index of its frame in the batch.
         llm: the hidden states read back (seg queries, pooled refer span, temporal tokens).
-        next_temporal: ``(E, latents, fvp_dim)`` FVP latents for the next video frame.
+        next_temporal: ``(E, latents, fvp_dim)`` FVP latents for the next video frame (None for a model that
+            carries no state, InstructSeg).
         seconds: time of the FVP and of the LLM.
+        kept: FastV only: per expression, ``(K,)`` int64 kept raster indices; None when the frame's selection holds.
     """
 
     owner: list[int]
     llm: LlmOutput
-    next_temporal: torch.Tensor
+    next_temporal: torch.Tensor | None
     seconds: dict[str, float] = field(default_factory=dict)
+    kept: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -78,9 +104,9 @@ class Segmentation:
         mask: ``(H, W)`` bool at the original resolution (the top-1 query's ``logits > 0``).
         score: the top-1 score, ``sigmoid(SEG) x mean mask confidence``.
         query: the top-1 query index.
-        kept: ``(K,)`` int64 kept token indices of the frame.
-        feature_radius, grid_radius, lam: the frame's coverage diagnostics.
-        sequence_length: LLM tokens of this expression's prefill.
+        kept: ``(K,)`` int64 kept token indices of the frame (of this expression for FastV).
+        feature_radius, grid_radius, lam: the coverage diagnostics of ``kept``.
+        sequence_length: LLM tokens of this expression's prefill (at its input, before FastV drops any).
         seconds: per-stage time of the call, shared by the call's expressions.
     """
 
@@ -101,10 +127,15 @@ class HyperSegPredictor:
     ``share_prefix`` (on by default) runs the LLM prefix that every expression of a frame has in common
     once per frame and each expression only its suffix against the cached keys and values (and the FVP
     once per frame when no state is carried); off, every expression runs its whole sequence, as the
-    release does.
+    release does. FastV (``pruning.method="fastv"``) keeps different tokens per expression, so it always runs
+    whole sequences and the FVP per expression, as with ``share_prefix`` off.
     """
 
-    def __init__(self, model: HyperSeg, tokenizer, pruning: PruningConfig | None = None, *, share_prefix: bool = True):
+    model_class: type[MaskLlm] = HyperSeg
+    family = "HyperSeg"  # the prompt wording (prompt.build_prompt)
+    stages = STAGES
+
+    def __init__(self, model: MaskLlm, tokenizer, pruning: PruningConfig | None = None, *, share_prefix: bool = True):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.pruning = pruning or PruningConfig()
@@ -126,7 +157,7 @@ class HyperSegPredictor:
         **config_overrides,
     ) -> "HyperSegPredictor":
         """Model and tokenizer from one checkpoint directory in the released layout (local files only)."""
-        model = HyperSeg.from_pretrained(
+        model = cls.model_class.from_pretrained(
             directory, dtype=dtype, device=device, attn_implementation=attn_implementation, **config_overrides
         )
         return cls(model, load_tokenizer(directory), pruning)
@@ -145,10 +176,13 @@ class HyperSegPredictor:
 
         For tests, demos and timing: the masks mean nothing. Real weights come from ``from_pretrained``.
         """
+        config = preset(name)
+        if not isinstance(config, cls.model_class.config_class):
+            raise ValueError(f"preset {name!r} is not a {cls.model_class.__name__} preset (see pipeline.model.load)")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             with torch.device(device):
-                model = HyperSeg(preset(name), attn_implementation)
+                model = cls.model_class(config, attn_implementation)
         with tempfile.TemporaryDirectory() as directory:
             tokenizer = load_tokenizer(build_tiny_tokenizer(directory))
         return cls(model, tokenizer, pruning)
@@ -172,34 +206,48 @@ class HyperSegPredictor:
     def prompt_ids(self, task: str) -> list[int]:
         """The tokenised template of a task (the instruction fills ``<refer>`` separately)."""
         if task not in self._prompts:
-            self._prompts[task] = tokenize_prompt(self.tokenizer, build_prompt(task))
+            self._prompts[task] = tokenize_prompt(self.tokenizer, build_prompt(task, self.family))
         return self._prompts[task]
 
     @torch.inference_mode()
     def encode(self, images: Sequence[np.ndarray | Image.Image]) -> EncodedFrames:
         """Encode a batch of RGB frames once: SigLIP, selection, projector, Swin and pixel decoder."""
+        return self.encode_masks(images, self.encode_tokens(images))
+
+    @torch.inference_mode()
+    def encode_tokens(self, images: Sequence[np.ndarray | Image.Image]) -> FrameTokens:
+        """SigLIP, token selection and projector of a batch of RGB frames."""
         if len(images) == 0:
             raise ValueError("encode needs at least one frame")
         pre = self.model.config.preprocess
-        views = [swin_view(im, pre.canvas, pre.pixel_mean, pre.pixel_std, pre.pad_value) for im in images]
         clip = torch.stack([siglip_view(im, pre.siglip_size, pre.siglip_mean, pre.siglip_std) for im in images])
-        original_hw = [tuple(np.asarray(im).shape[:2]) for im in images]
         seconds = {}
         start = self._sync()
-        features = self.model.encode_vision(clip.to(self.device))  # (B, N, D)
+        vision = run_vision(self.model.vision, clip.to(self.device, self.model.seg_query.dtype), self.pruning.method)
         seconds["siglip"] = (t := self._sync()) - start
-        p = self.pruning
-        selection = select_tokens(features, self.model.grid, p.keep, p.method, **dict(p.options))
-        kept = features.gather(1, selection.indices[:, :, None].expand(-1, -1, features.shape[-1]))
-        image_tokens = self.model.projector(kept)
-        seconds["selection"] = (t2 := self._sync()) - t
+        tokens = select_visual_tokens(vision, self.model.grid, self.pruning)
+        image_tokens = self.model.projector(tokens.kept)
+        seconds["selection"] = self._sync() - t
+        return FrameTokens(
+            features=vision.features, selection=tokens.selection, image_tokens=image_tokens, seconds=seconds
+        )
+
+    @torch.inference_mode()
+    def encode_masks(self, images: Sequence[np.ndarray | Image.Image], tokens: FrameTokens) -> EncodedFrames:
+        """The mask branch of the same frames (Swin and pixel decoder), joined with their ``tokens``."""
+        pre = self.model.config.preprocess
+        views = [swin_view(im, pre.canvas, pre.pixel_mean, pre.pixel_std, pre.pad_value) for im in images]
+        original_hw = [tuple(np.asarray(im).shape[:2]) for im in images]
+        seconds = dict(tokens.seconds)
+        start = self._sync()
         swin = self.model.encode_swin(torch.stack([v.pixels for v in views]).to(self.device))
-        seconds["swin"] = (t3 := self._sync()) - t2
+        seconds["swin"] = (t := self._sync()) - start
         pixel = self.model.pixel_decoder(swin)
-        seconds["pixel_decoder"] = self._sync() - t3
+        seconds["pixel_decoder"] = self._sync() - t
         return EncodedFrames(
-            selection=selection,
-            image_tokens=image_tokens,
+            features=tokens.features,
+            selection=tokens.selection,
+            image_tokens=tokens.image_tokens,
             swin=swin,
             pixel=pixel,
             resized_hw=[v.resized_hw for v in views],
@@ -239,7 +287,7 @@ class HyperSegPredictor:
         # expression of a frame carries the same one (bit-identical when shared); then the FVP and the whole
         # prompt up to <refer> are the frame's, computed once. States that differ fall back to per expression.
         state = None if temporal is None else _one_per_frame(temporal, owner, b)
-        shared = self.share_prefix and (temporal is None or state is not None)
+        shared = self.share_prefix and self.pruning.method != "fastv" and (temporal is None or state is not None)
         start = self._sync()
         if shared:
             fvp_tokens = model.fvp(*swin, state).index_select(0, frames)
@@ -264,22 +312,20 @@ class HyperSegPredictor:
             for e, f in enumerate(owner)
         ]
         if shared:
-            out = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].refer[0]))
-        else:
-            out = run_llm(model.llm, sequences)
+            out, kept = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].refer[0])), None
+        else:  # FastV prunes here, per expression
+            pruned = run_llm_pruned(model.llm, sequences, self.pruning, encoded.selection.indices, owner)
+            out, kept = pruned.llm, pruned.kept
         next_temporal = model.fvp.read_state(out.temporal)
         seconds = {"fvp": fvp_done - start, "llm": self._sync() - fvp_done}
-        return Prefill(owner=owner, llm=out, next_temporal=next_temporal, seconds=seconds)
+        return Prefill(owner=owner, llm=out, next_temporal=next_temporal, seconds=seconds, kept=kept)
 
     @torch.inference_mode()
     def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:
         """Mask and SEG logits of every expression, on its frame's pixel-decoder features."""
-        frames = torch.tensor(prefill.owner, device=self.device)
-        pixel = PixelDecoderOutput(
-            mask_features=encoded.pixel.mask_features.index_select(0, frames),
-            multi_scale_features=tuple(m.index_select(0, frames) for m in encoded.pixel.multi_scale_features),
+        return self.model.decode_masks(
+            prefill.llm.seg, prefill.llm.refer, per_expression(encoded.pixel, prefill.owner)
         )
-        return self.model.decode_masks(prefill.llm.seg, prefill.llm.refer, pixel)
 
     def full_resolution(self, encoded: EncodedFrames, frame: int, pred_masks: torch.Tensor) -> torch.Tensor:
         """``(Q, h, w)`` decoder logits of one expression -> ``(Q, H, W)`` at its frame's original size."""
@@ -314,19 +360,23 @@ class HyperSegPredictor:
                 )
                 for e, f in enumerate(prefill.owner)
             ]
-        seconds["postprocess"] = self._sync() - t
-        sel = encoded.selection
+        seconds["postprocess"] = (t2 := self._sync()) - t
+        sel, rows = encoded.selection, prefill.owner
+        if prefill.kept is not None:  # FastV: each expression's own tokens, measured on its frame's features
+            features = encoded.features.index_select(0, torch.tensor(prefill.owner, device=self.device))
+            sel, rows = kept_selection(features, torch.stack(prefill.kept), self.model.grid), range(len(rows))
+            seconds["selection"] += self._sync() - t2
         results: list[list[Segmentation]] = [[] for _ in range(encoded.image_tokens.shape[0])]
-        for e, f in enumerate(prefill.owner):
+        for e, (f, r) in enumerate(zip(prefill.owner, rows, strict=True)):
             results[f].append(
                 Segmentation(
                     mask=chosen[e].mask.cpu().numpy(),
                     score=chosen[e].score,
                     query=chosen[e].query,
-                    kept=sel.indices[f].cpu().numpy(),
-                    feature_radius=float(sel.feature_radius[f]),
-                    grid_radius=float(sel.grid_radius[f]),
-                    lam=float(sel.lam[f]),
+                    kept=sel.indices[r].cpu().numpy(),
+                    feature_radius=float(sel.feature_radius[r]),
+                    grid_radius=float(sel.grid_radius[r]),
+                    lam=float(sel.lam[r]),
                     sequence_length=int(prefill.llm.lengths[e]),
                     seconds=seconds,
                 )
@@ -355,6 +405,15 @@ class HyperSegPredictor:
             results, state = self.segment(self.encode([frame]), [list(expressions)], task, state)
             out.append(results[0])
         return out
+
+
+def per_expression(pixel: PixelDecoderOutput, owner: list[int]) -> PixelDecoderOutput:
+    """A frame batch's pixel-decoder outputs repeated for each expression (``owner[e]`` is its frame)."""
+    frames = torch.tensor(owner, device=pixel.mask_features.device)
+    return PixelDecoderOutput(
+        mask_features=pixel.mask_features.index_select(0, frames),
+        multi_scale_features=tuple(m.index_select(0, frames) for m in pixel.multi_scale_features),
+    )
 
 
 def _one_per_frame(temporal: torch.Tensor, owner: list[int], frames: int) -> torch.Tensor | None:

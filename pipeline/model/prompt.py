@@ -58,6 +58,22 @@ HUMAN_TURNS = {
         "instruction.\nThis is all the instruction: <refer>\n"
     ),
 }
+# InstructSeg (congvvc/InstructSeg@0134314:instructseg/datasets/InstructSegDatasets.py; model.md §1.10):
+# <temporal> before <image>, a lower-case "please" for images. Its ReasonSeg wording is not in the references; it
+# is taken to differ from RES only in the task word, as HyperSeg's does.
+_INSTRUCTSEG_IMAGE_HUMAN = (
+    "This is an image <temporal>\n<image>\n, please doing {task} Segmentation according to the following "
+    "instruction:\n<refer>"
+)
+INSTRUCTSEG_HUMAN_TURNS = {
+    "referring": _INSTRUCTSEG_IMAGE_HUMAN.format(task="Referring"),
+    "reasoning": _INSTRUCTSEG_IMAGE_HUMAN.format(task="Reasoning"),
+    "video": (
+        "There are reference frames and key frame <temporal>\n<image>\n. Please doing Reasoning Segmentation "
+        "according to the following instruction.\nThis is all the instruction: <refer>\n"
+    ),
+}
+FAMILY_HUMAN_TURNS = {"HyperSeg": HUMAN_TURNS, "InstructSeg": INSTRUCTSEG_HUMAN_TURNS}
 ANSWER = "\nSure, the segmentation result is <gt><seg>"
 TASKS = tuple(HUMAN_TURNS)
 
@@ -69,14 +85,19 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
-def build_prompt(task: str) -> str:
+def build_prompt(task: str, family: str = "HyperSeg") -> str:
     """The full prompt string for ``task`` ("referring", "reasoning" or "video"), placeholders included.
+
+    ``family`` is the model's (``HyperSeg`` or ``InstructSeg``): the two releases word and order the human turn
+    differently.
 
     ``SYSTEM + " USER: " + human + " ASSISTANT: " + answer + "<|endoftext|>"``; the instruction is not in the
     string (it fills ``<refer>`` as embeddings), so the prompt is the same for every sample of a task.
     """
     _check_task(task)
-    return f"{SYSTEM} USER: {HUMAN_TURNS[task]} ASSISTANT: {ANSWER}{END_OF_TEXT}"
+    if family not in FAMILY_HUMAN_TURNS:
+        raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_HUMAN_TURNS)}")
+    return f"{SYSTEM} USER: {FAMILY_HUMAN_TURNS[family][task]} ASSISTANT: {ANSWER}{END_OF_TEXT}"
 
 
 def format_instruction(task: str, sentences: str | Sequence[str]) -> str:
