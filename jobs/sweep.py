@@ -1,12 +1,14 @@
-"""Methods x keep ratios on one set: one table of accuracy and throughput, and an accuracy-versus-speed plot.
+"""Models x methods x keep ratios on one set: one table of accuracy, coverage and throughput, and a plot.
 
-    python jobs/sweep.py                                        # ReVOS + MeViS fixture, tiny preset
-    python jobs/sweep.py --shards shards/revos-valid/manifest.json --checkpoint /models/HyperSeg-3B \
-        --methods evtp,kcenter,divprune,random,grid --keeps 0.05,0.1,0.2 --output runs/sweep-revos
+    python jobs/sweep.py                                        # ReVOS + MeViS fixture, HyperSeg and InstructSeg
+    python jobs/sweep.py --shards shards/revos-valid/manifest.json \
+        --models /models/HyperSeg-3B,/models/InstructSeg --keeps 0.05,0.1,0.2 --output runs/sweep-revos
 
-Each configuration is a run of its own under ``{output}/{method}-{keep}`` (so each resumes on its own); ``none``
-at keep 1.0 is added as the unpruned reference. Accuracy is the first summary row's J&F for videos (ReVOS
-overall) or cIoU for images.
+``--models`` takes presets (random weights) and checkpoint folders, so one sweep compares both model families.
+Each (model, method, keep) is a run of its own under ``{output}/{model}/{method}-{keep}`` (so each resumes on its
+own); ``none`` at keep 1.0 is added per model as the unpruned reference. Accuracy is the first summary row's J&F
+for videos (ReVOS overall) or cIoU for images; the coverage columns are the mean feature and grid radius of the
+kept tokens over the run's frames (pruning.md §1.8; for FastV, over each expression's own tokens).
 """
 
 import argparse
@@ -20,15 +22,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import fsspec  # noqa: E402
 from eval_revos import fixture  # noqa: E402
 
-from pipeline.config import OutputConfig  # noqa: E402
+from pipeline.config import ModelConfig, OutputConfig  # noqa: E402
 from pipeline.engine import run  # noqa: E402
-from pipeline.engine.cli import add_run_arguments, config_from_args, format_table, keep_value, write_report  # noqa: E402
+from pipeline.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    config_from_args,
+    format_table,
+    keep_value,
+    option_value,
+    write_report,
+)
 from pipeline.engine.report import image_summary, video_summary  # noqa: E402
-from pipeline.model import PruningConfig  # noqa: E402
 from pipeline.results import load  # noqa: E402
 from pipeline.viz import accuracy_speed_plot  # noqa: E402
 
-COLUMNS = ["method", "keep", "k", "accuracy", "metric", "frames_per_second", "expressions", "errors"]
+COLUMNS = [
+    "model",
+    "method",
+    "keep",
+    "k",
+    "accuracy",
+    "metric",
+    "feature_radius",
+    "grid_radius",
+    "frames_per_second",
+    "expressions",
+    "errors",
+]
+DEFAULT_MODELS = "tiny,instructseg-tiny"
+# FastV's K defaults to 2; the tiny presets' LLM has only 2 layers, so the fixture sweep ranks at layer 1.
+DEFAULT_METHODS = "evtp,kcenter,divprune,random,grid,visionzip,fastv:layer=1"
 
 
 def accuracy(metrics) -> tuple[float | None, str]:
@@ -41,42 +64,70 @@ def accuracy(metrics) -> tuple[float | None, str]:
     return (images[0]["cIoU"], "cIoU") if images else (None, "none")
 
 
+def method_spec(text: str) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """``fastv:layer=1`` -> ``("fastv", (("layer", 1),))``: a method and its options, ``:``-separated."""
+    name, *options = text.split(":")
+    return name, tuple(option_value(o) for o in options)
+
+
+def model_config(entry: str, base: ModelConfig) -> tuple[str, ModelConfig]:
+    """A ``--models`` entry: a checkpoint folder if one exists there, else a preset name; with the run's dtype and
+    speed flags. (Presets are not looked up here: that would import the model into the driver.)"""
+    speed = {f: getattr(base, f) for f in ("dtype", "attn_implementation", "share_prefix", "compile")}
+    if Path(entry).is_dir():
+        return Path(entry.rstrip("/")).name, ModelConfig(preset=None, checkpoint=entry, **speed)
+    return entry, ModelConfig(preset=entry, **speed)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, default_output="runs/sweep")
-    parser.add_argument("--methods", default="evtp,kcenter,random,grid", help="comma-separated methods")
+    parser.add_argument(
+        "--models",
+        help=f"comma-separated presets or checkpoint folders (default: --preset/--checkpoint, else {DEFAULT_MODELS})",
+    )
+    parser.add_argument(
+        "--methods", default=DEFAULT_METHODS, help="comma-separated methods, each with its options: fastv:layer=2"
+    )
     parser.add_argument("--keeps", default="0.1,0.2", help="comma-separated keep ratios or counts")
     args = parser.parse_args(argv)
     base = config_from_args(args, fixture)
+    models = args.models or args.checkpoint or args.preset or DEFAULT_MODELS
     grid = [("none", 1.0)] + [(m, keep_value(k)) for m in args.methods.split(",") for k in args.keeps.split(",")]
     rows = []
-    for method, keep in grid:
-        out = f"{base.output.uri.rstrip('/')}/{method}-{keep}"
-        config = dataclasses.replace(
-            base, output=OutputConfig(out), pruning=PruningConfig(method, keep, position_ids=base.pruning.position_ids)
-        )
-        summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
-        runs = load(out, "runs")
-        value, metric = accuracy(load(out, "metrics"))
-        k = load(out, "tokens").k
-        rows.append(
-            {
-                "method": method,
-                "keep": keep,
-                "k": int(k.iloc[0]) if len(k) else None,
-                "accuracy": value,
-                "metric": metric,
-                "frames_per_second": float(runs.sort_values("finished_at").frames_per_second.iloc[-1]),
-                "expressions": summary.expressions,
-                "errors": summary.errors,
-            }
-        )
+    for entry in models.split(","):
+        label, model = model_config(entry, base.model)
+        for method, keep in grid:
+            folder = method.replace(":", "-").replace("=", "")
+            out = f"{base.output.uri.rstrip('/')}/{label}/{folder}-{keep}"
+            name, options = method_spec(method)
+            pruning = dataclasses.replace(base.pruning, method=name, keep=keep, options=options)
+            config = dataclasses.replace(base, output=OutputConfig(out), model=model, pruning=pruning)
+            summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+            runs = load(out, "runs")
+            value, metric = accuracy(load(out, "metrics"))
+            tokens = load(out, "tokens")
+            rows.append(
+                {
+                    "model": label,
+                    "method": method,
+                    "keep": keep,
+                    "k": int(tokens.k.iloc[0]) if len(tokens) else None,
+                    "accuracy": value,
+                    "metric": metric,
+                    "feature_radius": float(tokens.feature_radius.mean()) if len(tokens) else None,
+                    "grid_radius": float(tokens.grid_radius.mean()) if len(tokens) else None,
+                    "frames_per_second": float(runs.sort_values("finished_at").frames_per_second.iloc[-1]),
+                    "expressions": summary.expressions,
+                    "errors": summary.errors,
+                }
+            )
     text = format_table(rows, COLUMNS)
     print(text)
     write_report(base.output.uri, "sweep", text, {"rows": rows})
     points = [
-        (f"{r['method']} {r['keep']}", r["frames_per_second"], r["accuracy"])
+        (f"{r['model']} {r['method']} {r['keep']}", r["frames_per_second"], r["accuracy"])
         for r in rows
         if r["accuracy"] is not None
     ]

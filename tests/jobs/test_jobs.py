@@ -1,5 +1,6 @@
 """The jobs run end to end on their built-in fixtures (tiny preset, in-process) and write their reports."""
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import pseudo_label  # noqa: E402
 
-from pipeline.engine.cli import format_table, keep_value  # noqa: E402
+from pipeline.engine.cli import format_table, keep_value, option_value  # noqa: E402
 from pipeline.results import load  # noqa: E402
 
 
@@ -21,6 +22,36 @@ def test_pseudo_label_on_its_fixture(tmp_path, capsys):
     assert sum(r["accepted"] for r in report["rows"]) == len(predictions) > 0  # threshold 0 keeps every mask
     assert {r["prompt"] for r in report["rows"]} == {"the red circle", "the object in the top left corner"}
     assert "masks kept" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags", [["--method", "fastv", "--option", "layer=1"], ["--method", "visionzip", "--option", "contextual=0.25"]]
+)
+def test_attention_baselines_run_from_the_job_command(tmp_path, flags):
+    """FastV (K = 1: the tiny LLM has two layers) and VisionZip through the job flags, images and a video."""
+    out = tmp_path / flags[1]
+    assert pseudo_label.main(["--output", str(out), "--no-ray", "--keep", "0.2", *flags]) == 0
+    predictions, tokens = load(str(out), "predictions"), load(str(out), "tokens")
+    assert len(predictions) > 0 and len(load(str(out), "errors")) == 0
+    assert set(predictions.method) == {flags[1]} and set(predictions.k) == set(tokens.k) == {146}
+    assert all(len(kept) == 146 for kept in tokens.kept)
+    assert tokens.lam.isna().all() and (tokens.grid_radius > 0).all()
+    # FastV's tokens are each expression's own: one tokens row per prediction; VisionZip's one per frame.
+    keys = ["sample_key", "frame_index"]
+    if flags[1] == "fastv":
+        assert len(tokens) == len(predictions) and tokens.expression_id.notna().all()
+        joined = predictions.merge(tokens, on=[*keys, "expression_id"], suffixes=("", "_tokens"))
+        assert len(joined) == len(predictions)
+    else:
+        assert tokens.expression_id.isna().all()
+        assert len(tokens) == len(predictions[keys].drop_duplicates()) < len(predictions)
+
+
+def test_option_flags():
+    assert option_value("layer=2") == ("layer", 2) and option_value("contextual=0.25") == ("contextual", 0.25)
+    assert option_value("first=grid_center") == ("first", "grid_center")
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+        option_value("layer")
 
 
 def test_keep_and_table_helpers():
@@ -65,9 +96,21 @@ def test_eval_refcoco_on_its_fixture(tmp_path, capsys):
         assert row["cIoU"] == pytest.approx(100 * group.intersection.sum() / (group.union.sum() + 1e-10), rel=1e-6)
 
 
-def test_sweep_writes_one_table_and_a_plot(tmp_path, capsys):
+def test_sweep_runs_every_family_and_writes_one_table_and_a_plot(tmp_path, capsys):
+    eval_revos.fixture(tmp_path / "data")
+    shard = str(sorted((tmp_path / "data" / "shards").glob("*.tar"))[0])  # one video: the test stays short
     out = tmp_path / "sweep"
-    assert sweep.main(["--output", str(out), "--no-ray", "--methods", "evtp", "--keeps", "0.1"]) == 0
+    flags = ["--shards", shard, "--output", str(out), "--no-ray", "--keeps", "0.2"]
+    models = ["--models", "tiny,instructseg-tiny", "--methods", "evtp,visionzip,fastv:layer=1"]
+    assert sweep.main([*flags, *models]) == 0
     report = json.loads((out / "_report" / "sweep.json").read_text())
-    assert [(r["method"], r["keep"], r["k"]) for r in report["rows"]] == [("none", 1.0, 729), ("evtp", 0.1, 73)]
+    rows = [(r["model"], r["method"], r["keep"], r["k"]) for r in report["rows"]]
+    methods = [("none", 1.0, 729), ("evtp", 0.2, 146), ("visionzip", 0.2, 146), ("fastv:layer=1", 0.2, 146)]
+    assert rows == [(model, *m) for model in ("tiny", "instructseg-tiny") for m in methods]
+    for r in report["rows"]:
+        assert r["errors"] == 0 and r["accuracy"] is not None and r["metric"] == "J&F"
+        assert (r["grid_radius"] == 0) == (r["method"] == "none")  # coverage is reported for every method
     assert (out / "_report" / "sweep.png").stat().st_size > 1000
+    assert "instructseg-tiny  fastv:layer=1" in capsys.readouterr().out
+    # Each configuration is its own run folder, so each resumes on its own.
+    assert (out / "instructseg-tiny" / "fastv-layer1-0.2" / "_config.json").is_file()
