@@ -34,7 +34,7 @@ from pipeline.engine.cli import (  # noqa: E402
 )
 from pipeline.engine.report import image_summary, video_summary  # noqa: E402
 from pipeline.results import load  # noqa: E402
-from pipeline.viz import accuracy_speed_plot  # noqa: E402
+from pipeline.viz import accuracy_speed_plot, side_by_side  # noqa: E402
 
 COLUMNS = [
     "model",
@@ -62,6 +62,12 @@ def accuracy(metrics) -> tuple[float | None, str]:
         return overall[0]["J&F"], "J&F"
     images = image_summary(metrics)
     return (images[0]["cIoU"], "cIoU") if images else (None, "none")
+
+
+def throughput(runs) -> float | None:
+    """Frames per second of the latest run of a folder that processed any (a resumed, finished one did not)."""
+    worked = runs[runs.frames > 0].sort_values("finished_at")
+    return float(worked.frames_per_second.iloc[-1]) if len(worked) else None
 
 
 def method_spec(text: str) -> tuple[str, tuple[tuple[str, object], ...]]:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     "metric": metric,
                     "feature_radius": float(tokens.feature_radius.mean()) if len(tokens) else None,
                     "grid_radius": float(tokens.grid_radius.mean()) if len(tokens) else None,
-                    "frames_per_second": float(runs.sort_values("finished_at").frames_per_second.iloc[-1]),
+                    "frames_per_second": throughput(runs),
                     "expressions": summary.expressions,
                     "errors": summary.errors,
                 }
@@ -126,15 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     text = format_table(rows, COLUMNS)
     print(text)
     write_report(base.output.uri, "sweep", text, {"rows": rows})
-    points = [
-        (f"{r['model']} {r['method']} {r['keep']}", r["frames_per_second"], r["accuracy"])
-        for r in rows
-        if r["accuracy"] is not None
-    ]
-    if points:
+    plots = []
+    for label in dict.fromkeys(r["model"] for r in rows):  # one panel per model, a colour per method
+        points = [
+            (r["method"], f"{r['keep']}", r["frames_per_second"], r["accuracy"])
+            for r in rows
+            if r["model"] == label and r["accuracy"] is not None and r["frames_per_second"] is not None
+        ]
+        if points:
+            plots.append((accuracy_speed_plot(points, y_label=rows[0]["metric"]), label))
+    if plots:
         fs, root = fsspec.core.url_to_fs(base.output.uri.rstrip("/"))
         with fs.open(f"{root}/_report/sweep.png", "wb") as f:
-            accuracy_speed_plot(points, y_label=rows[0]["metric"]).save(f, format="PNG")
+            side_by_side([p for p, _ in plots], [t for _, t in plots]).save(f, format="PNG")
         print(f"plot: {base.output.uri.rstrip('/')}/_report/sweep.png")
     return 0
 

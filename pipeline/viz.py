@@ -17,7 +17,7 @@ from .pruning.geometry import Grid
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("evtp", "kcenter", "divprune", "grid", "random")
+DEFAULT_METHODS = ("evtp", "kcenter", "divprune", "visionzip", "grid", "random")
 MASK_COLOUR = (0, 230, 255)  # cyan: stands out on skin, foliage and the golden image's magenta-red gradient
 KEPT_COLOUR = (255, 255, 255)
 PRUNED_COLOUR = (0, 0, 0)
@@ -263,8 +263,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image", type=Path, required=True, help="RGB image file")
     parser.add_argument("--expression", required=True, help="the referring expression")
     weights = parser.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", type=Path, help="checkpoint directory in the released layout")
-    weights.add_argument("--preset", help="a preset name (tiny, bench, hyperseg-3b) with RANDOM weights")
+    weights.add_argument("--checkpoint", type=Path, help="HyperSeg or InstructSeg checkpoint, released layout")
+    weights.add_argument("--preset", help="a preset name (tiny, instructseg-tiny, hyperseg-3b, ...), RANDOM weights")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated pruning methods")
     parser.add_argument("--keep", type=_keep, default=0.2, help="ratio in (0, 1] (e.g. 0.2) or a count (e.g. 64)")
     parser.add_argument("--task", default="referring", choices=("referring", "reasoning", "video"))
@@ -277,14 +277,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     """The CLI; returns the written path."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from .model.predictor import HyperSegPredictor  # lazily: the model pulls in transformers
+    from .model import load  # lazily: the model pulls in transformers
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.checkpoint is not None:
-        predictor = HyperSegPredictor.from_pretrained(args.checkpoint)
+        predictor = load.from_pretrained(args.checkpoint)
         source = f"weights {args.checkpoint.parent.name}/{args.checkpoint.name}"
     else:
-        predictor = HyperSegPredictor.from_preset(args.preset)
+        predictor = load.from_preset(args.preset)
         source = f"preset {args.preset}, RANDOM WEIGHTS: masks mean nothing"
         logger.warning("preset %r has random weights: the masks mean nothing", args.preset)
     image = Image.open(args.image).convert("RGB")
@@ -302,21 +302,33 @@ if __name__ == "__main__":
     main()
 
 
+# Series colours of the accuracy-versus-speed plot (tab10's first eight), cycled.
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127))  # fmt: skip
+
+
 def accuracy_speed_plot(
-    points: Sequence[tuple[str, float, float]],
+    points: Sequence[tuple[str, str, float, float]],
     *,
     x_label: str = "frames / s",
     y_label: str = "J&F",
     size: tuple[int, int] = (640, 420),
 ) -> Image.Image:
-    """A labelled scatter plot of (label, throughput, accuracy) points, e.g. one per method and keep ratio."""
+    """A scatter plot of ``(series, label, throughput, accuracy)`` points, e.g. series = method, label = keep.
+
+    Each series has its colour, its points joined in order of throughput, and a line in the legend on the
+    right; the label is written beside each point.
+    """
     if not points:
         raise ValueError("no points to plot")
+    series = list(dict.fromkeys(p[0] for p in points))
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    legend_width = 16 + 6 * max(len(name) for name in series)
     width, height = size
-    left, right, top, bottom = 70, 20, 20, 50
-    canvas = Image.new("RGB", size, (255, 255, 255))
+    left, right, top, bottom = 70, 20 + legend_width, 20, 50
+    canvas = Image.new("RGB", (width + legend_width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    xs, ys = [p[2] for p in points], [p[3] for p in points]
 
     def span(values: list[float]) -> tuple[float, float]:
         low, high = min(values), max(values)
@@ -324,24 +336,33 @@ def accuracy_speed_plot(
         return low - pad, high + pad
 
     (x0, x1), (y0, y1) = span(xs), span(ys)
+    plot_right = width + legend_width - right
 
     def place(x: float, y: float) -> tuple[float, float]:
         return (
-            left + (x - x0) / (x1 - x0) * (width - left - right),
+            left + (x - x0) / (x1 - x0) * (plot_right - left),
             top + (y1 - y) / (y1 - y0) * (height - top - bottom),
         )
 
-    draw.rectangle((left, top, width - right, height - bottom), outline=(0, 0, 0))
+    draw.rectangle((left, top, plot_right, height - bottom), outline=(0, 0, 0))
     for i in range(5):
         fx, fy = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
         px, _ = place(fx, y0)
         _, py = place(x0, fy)
         draw.text((px - 12, height - bottom + 6), f"{fx:.3g}", fill=(0, 0, 0))
         draw.text((6, py - 6), f"{fy:.3g}", fill=(0, 0, 0))
-    draw.text(((width - left) // 2, height - 18), x_label, fill=(0, 0, 0))
+    draw.text(((plot_right + left) // 2 - 20, height - 18), x_label, fill=(0, 0, 0))
     draw.text((6, 4), y_label, fill=(0, 0, 0))
-    for label, x, y in points:
-        px, py = place(x, y)
-        draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=(30, 90, 200))
-        draw.text((px + 6, py - 6), label, fill=(30, 30, 30))
+    for name in series:
+        own = sorted((x, y, label) for s_, label, x, y in points if s_ == name)
+        placed = [place(x, y) for x, y, _ in own]
+        if len(placed) > 1:
+            draw.line(placed, fill=colour[name], width=1)
+        for (px, py), (_, _, label) in zip(placed, own, strict=True):
+            draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour[name])
+            draw.text((px + 6, py - 6), label, fill=(60, 60, 60))
+    for i, name in enumerate(series):
+        y = top + 4 + 14 * i
+        draw.rectangle((plot_right + 12, y + 2, plot_right + 20, y + 10), fill=colour[name])
+        draw.text((plot_right + 24, y), name, fill=(0, 0, 0))
     return canvas

@@ -27,8 +27,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     parser.add_argument("--shards", help="input shards: URL, glob, brace pattern or manifest.json (default: fixture)")
     parser.add_argument("--output", default=default_output, help="run folder, local or any fsspec URL")
     weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--preset", default=None, help="model preset with random weights: tiny, bench, hyperseg-3b")
-    weights.add_argument("--checkpoint", help="a checkpoint folder in the released HyperSeg layout")
+    weights.add_argument(
+        "--preset", default=None, help="random-weight preset: tiny, bench, hyperseg-3b, instructseg(-tiny/-bench)"
+    )
+    weights.add_argument("--checkpoint", help="a HyperSeg or InstructSeg checkpoint folder in the released layout")
     parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
     parser.add_argument(
         "--method",
@@ -47,6 +49,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
         "--keep", type=keep_value, default=0.2, help="kept visual tokens: a ratio (0.2) or a count (64)"
     )
     parser.add_argument("--position-ids", default="contiguous", choices=("contiguous", "original"))
+    parser.add_argument(
+        "--prune-references",
+        action="store_true",
+        help="InstructSeg: also prune the reference frames' tokens before the OVP (default: it reads all of them)",
+    )
     parser.add_argument(
         "--no-share-prefix",
         action="store_true",
@@ -106,7 +113,13 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         data=DataConfig(shards),
         output=OutputConfig(args.output),
         model=model,
-        pruning=PruningConfig(args.method, args.keep, tuple(args.option), position_ids=args.position_ids),
+        pruning=PruningConfig(
+            args.method,
+            args.keep,
+            tuple(args.option),
+            position_ids=args.position_ids,
+            references=args.prune_references,
+        ),
         cluster=ClusterConfig(
             address=args.address,
             actors=args.actors,

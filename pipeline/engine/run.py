@@ -12,10 +12,10 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from ..config import RunConfig
+from ..config import ModelConfig, PruningConfig, RunConfig
 from ..data import repeated_keys, shard_keys
 from .sink import Sink, shard_id
 from .tables import to_table
@@ -59,12 +59,23 @@ def versions() -> dict[str, str]:
     return out
 
 
+# Model fields that change no result beyond float rounding, so a run may resume with them changed.
+SPEED_FIELDS = ("share_prefix", "compile")
+
+
 def fingerprint(config: RunConfig) -> dict:
     """What decides a run's rows: the model, the pruning and the input (not where, how widely, or whether the
     visual prefix is shared or the model compiled, which change no result beyond float rounding)."""
     raw = json.loads(config.to_json())
-    model = {k: v for k, v in raw["model"].items() if k not in ("share_prefix", "compile")}
+    model = {k: v for k, v in raw["model"].items() if k not in SPEED_FIELDS}
     return {"model": model, "pruning": raw["pruning"], "data": raw["data"]}
+
+
+# Every fingerprinted field's default, per part: what a folder from before a field existed was run with.
+FINGERPRINT_DEFAULTS = {
+    "model": {k: v for k, v in json.loads(json.dumps(asdict(ModelConfig()))).items() if k not in SPEED_FIELDS},
+    "pruning": json.loads(json.dumps(asdict(PruningConfig()))),
+}
 
 
 @dataclass
@@ -101,7 +112,7 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
     sink = Sink(config.output.uri)
-    sink.claim(fingerprint(config), overwrite=overwrite)
+    sink.claim(fingerprint(config), overwrite=overwrite, defaults=FINGERPRINT_DEFAULTS)
     work = plan(config)
     earlier = _runs(config.output.uri)  # rows of runs before tables v2 have no status: they are not resumed
     resumes = sorted(earlier.run_id[earlier.status == "running"]) if "status" in earlier else []

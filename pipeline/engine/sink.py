@@ -128,16 +128,21 @@ class Sink:
                 out.append(json.load(f))
         return out
 
-    def claim(self, fingerprint: dict, *, overwrite: bool = False) -> None:
+    def claim(self, fingerprint: dict, *, overwrite: bool = False, defaults: dict | None = None) -> None:
         """Tie the folder to one configuration: a folder written under another is refused unless ``overwrite``.
 
         ``fingerprint`` holds what decides the rows (model, pruning, data). Resuming with the same one is
-        the normal case; with ``overwrite`` the folder's tables and markers are removed first.
+        the normal case; with ``overwrite`` the folder's tables and markers are removed first. ``defaults``
+        (per part, the default of every field) fills fields a folder written by an earlier version lacks, so
+        a field added since, at its default, does not make the same run "another configuration".
         """
         path = self._path(CONFIG)
         if self.fs.exists(path):
             with self.fs.open(path, "r") as f:
                 previous = json.load(f)
+            for part, values in (defaults or {}).items():
+                if isinstance(previous.get(part), dict):
+                    previous[part] = {**values, **previous[part]}
             if previous != fingerprint:
                 if not overwrite:
                     changed = sorted(

@@ -1,6 +1,7 @@
 """The engine end to end on the tiny preset: exactly-once rows, metrics from the Parquet masks, resume by shard."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,18 @@ def test_another_configuration_is_refused_unless_overwrite(shards, tmp_path):
     predictions = load(str(out), "predictions")
     assert set(predictions.method) == {"grid"} and (predictions.k == 73).all()
     assert len(load(str(out), "runs")) == 1  # the earlier run's rows went with it
+
+
+def test_a_folder_from_before_a_field_existed_resumes_when_the_field_is_at_its_default(shards, tmp_path):
+    out = tmp_path / "run"
+    first = config(shards, out, actors=1)
+    run(first, use_ray=False)
+    saved = json.loads((out / "_config.json").read_text())
+    del saved["pruning"]["references"]  # as written before PruningConfig.references existed
+    (out / "_config.json").write_text(json.dumps(saved))
+    assert run(first, use_ray=False).shards_done == 0  # the same run: it resumes
+    with pytest.raises(ValueError, match="differs in pruning"):
+        run(dataclasses.replace(first, pruning=dataclasses.replace(first.pruning, references=True)), use_ray=False)
 
 
 def test_a_shard_is_computed_once_per_commit_and_given_up_after_max_attempts(shards, tmp_path):

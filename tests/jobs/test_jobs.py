@@ -114,3 +114,18 @@ def test_sweep_runs_every_family_and_writes_one_table_and_a_plot(tmp_path, capsy
     assert "instructseg-tiny  fastv:layer=1" in capsys.readouterr().out
     # Each configuration is its own run folder, so each resumes on its own.
     assert (out / "instructseg-tiny" / "fastv-layer1-0.2" / "_config.json").is_file()
+
+
+def test_eval_revos_runs_instructseg_with_pruned_references(tmp_path):
+    out = tmp_path / "instructseg"
+    flags = ["--output", str(out), "--no-ray", "--preset", "instructseg-tiny", "--prune-references"]
+    assert eval_revos.main(flags) == 0
+    config = json.loads((out / "_config.json").read_text())
+    assert config["model"]["preset"] == "instructseg-tiny" and config["pruning"]["references"] is True
+    predictions, tokens = load(str(out), "predictions"), load(str(out), "tokens")
+    assert len(predictions) > 0 and len(load(str(out), "errors")) == 0 and set(tokens.k) == {146}
+
+
+def test_pruning_references_is_refused_for_hyperseg(tmp_path):
+    with pytest.raises(ValueError, match="InstructSeg only"):
+        eval_revos.main(["--output", str(tmp_path / "h"), "--no-ray", "--prune-references"])
