@@ -16,12 +16,10 @@ import torch
 from PIL import Image
 
 from ..pruning import Selection
-from .fastv import run_llm_pruned
 from .instructseg import InstructSeg
-from .llm import assemble, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
 from .predictor import EncodedFrames, FrameTokens, HyperSegPredictor, Prefill, Segmentation, per_expression
-from .prompt import format_instruction, refer_ids
+from .prompt import refer_ids
 
 # Timed stages, in execution order (``HyperSegPredictor``'s with the OVP for the FVP; the VMTF is in "decoder").
 STAGES = ("siglip", "selection", "swin", "pixel_decoder", "ovp", "llm", "decoder", "postprocess")
@@ -131,12 +129,7 @@ class InstructSegPredictor(HyperSegPredictor):
             raise ValueError("InstructSeg carries no state from frame to frame: temporal must be None")
         if not isinstance(encoded, KeyFrames) or encoded.references is None:
             raise ValueError("InstructSeg needs key frames with reference tokens (InstructSegPredictor.encode)")
-        b = encoded.image_tokens.shape[0]
-        if len(expressions) != b or any(len(e) == 0 for e in expressions):
-            counts = [len(e) for e in expressions]
-            raise ValueError(f"need a non-empty expression list for each of the {b} frames, got {counts}")
-        owner = [i for i, exprs in enumerate(expressions) for _ in exprs]
-        texts = [format_instruction(task, text) for exprs in expressions for text in exprs]
+        owner, texts = self._expressions(encoded, expressions, task)
         model = self.model
         refer = [refer_ids(self.tokenizer, text) for text in texts]
         start = self._sync()
@@ -146,28 +139,10 @@ class InstructSegPredictor(HyperSegPredictor):
             for e, f in enumerate(owner)
         ]
         ovp_done = self._sync()
-        ids = self.prompt_ids(task)
-        grid = model.config.vision.grid
-        sequences = [
-            assemble(
-                ids,
-                model.llm.embed_tokens,
-                image=encoded.image_tokens[f],
-                temporal=ovp_tokens[e],
-                refer_ids=refer[e],
-                seg_query=model.seg_query,
-                pad_token_id=self.pad_token_id,
-                kept=encoded.selection.indices[f],
-                n_image=grid[0] * grid[1],
-                position_policy=self.pruning.position_ids,
-            )
-            for e, f in enumerate(owner)
-        ]
-        if self.share_prefix and self.pruning.method != "fastv":
-            out, kept = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].temporal[0])), None
-        else:  # FastV prunes here, per expression
-            pruned = run_llm_pruned(model.llm, sequences, self.pruning, encoded.selection.indices, owner)
-            out, kept = pruned.llm, pruned.kept
+        sequences = [self._sequence(encoded, task, f, ovp_tokens[e], refer[e]) for e, f in enumerate(owner)]
+        # Only the system text before <temporal> is common to a frame's expressions.
+        prefix = int(sequences[0].temporal[0]) if self._shares_prefix() else None
+        out, kept = self._run_llm(encoded, sequences, owner, prefix)
         seconds = {"ovp": ovp_done - start, "llm": self._sync() - ovp_done}
         return Prefill(owner=owner, llm=out, next_temporal=None, seconds=seconds, kept=kept)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .config import MaskLlmConfig, config_from_checkpoint, preset
 from .instructseg_predictor import InstructSegPredictor
+from .mask_llm import model_for
 from .predictor import HyperSegPredictor
 
 PREDICTORS = (HyperSegPredictor, InstructSegPredictor)
@@ -11,10 +12,8 @@ PREDICTORS = (HyperSegPredictor, InstructSegPredictor)
 
 def predictor_class(config: MaskLlmConfig) -> type[HyperSegPredictor]:
     """``HyperSegPredictor`` for a HyperSeg config, ``InstructSegPredictor`` for an InstructSeg one."""
-    for cls in PREDICTORS:
-        if type(config) is cls.model_class.config_class:
-            return cls
-    raise TypeError(f"no predictor for a {type(config).__name__}")
+    model_class = model_for(config)
+    return next(cls for cls in PREDICTORS if cls.model_class is model_class)
 
 
 def from_pretrained(directory: str | Path, **options) -> HyperSegPredictor:

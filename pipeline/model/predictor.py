@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import PruningConfig
+from ..config import MODEL_METHODS, PruningConfig
 from ..pruning import Selection
 from .config import preset
 from .fastv import run_llm_pruned
 from .hyperseg import HyperSeg
-from .llm import LlmOutput, assemble, run_llm_shared
+from .llm import Assembled, LlmOutput, assemble, run_llm_shared
 from .mask_decoder import MaskDecoderOutput
 from .mask_llm import MaskLlm
 from .pixel_decoder import PixelDecoderOutput
@@ -274,11 +274,7 @@ class HyperSegPredictor:
                 order), carried from the previous video frame; None starts from the learned query.
         """
         b = encoded.image_tokens.shape[0]
-        if len(expressions) != b or any(len(e) == 0 for e in expressions):
-            counts = [len(e) for e in expressions]
-            raise ValueError(f"need a non-empty expression list for each of the {b} frames, got {counts}")
-        owner = [i for i, exprs in enumerate(expressions) for _ in exprs]
-        texts = [format_instruction(task, text) for exprs in expressions for text in exprs]
+        owner, texts = self._expressions(encoded, expressions, task)
         if temporal is not None and temporal.shape[0] != len(texts):
             raise ValueError(f"temporal state has {temporal.shape[0]} rows for {len(texts)} expressions")
         model, frames = self.model, torch.tensor(owner, device=self.device)
@@ -287,38 +283,64 @@ class HyperSegPredictor:
         # expression of a frame carries the same one (bit-identical when shared); then the FVP and the whole
         # prompt up to <refer> are the frame's, computed once. States that differ fall back to per expression.
         state = None if temporal is None else _one_per_frame(temporal, owner, b)
-        shared = self.share_prefix and self.pruning.method != "fastv" and (temporal is None or state is not None)
+        shared = self._shares_prefix() and (temporal is None or state is not None)
         start = self._sync()
         if shared:
             fvp_tokens = model.fvp(*swin, state).index_select(0, frames)
         else:
             fvp_tokens = model.fvp(*(x.index_select(0, frames) for x in swin), temporal)
         fvp_done = self._sync()
-        ids = self.prompt_ids(task)
-        grid = model.config.vision.grid
         sequences = [
-            assemble(
-                ids,
-                model.llm.embed_tokens,
-                image=encoded.image_tokens[f],
-                temporal=fvp_tokens[e],
-                refer_ids=refer_ids(self.tokenizer, texts[e]),
-                seg_query=model.seg_query,
-                pad_token_id=self.pad_token_id,
-                kept=encoded.selection.indices[f],
-                n_image=grid[0] * grid[1],
-                position_policy=self.pruning.position_ids,
-            )
+            self._sequence(encoded, task, f, fvp_tokens[e], refer_ids(self.tokenizer, texts[e]))
             for e, f in enumerate(owner)
         ]
-        if shared:
-            out, kept = run_llm_shared(model.llm, sequences, owner, prefix=int(sequences[0].refer[0])), None
-        else:  # FastV prunes here, per expression
-            pruned = run_llm_pruned(model.llm, sequences, self.pruning, encoded.selection.indices, owner)
-            out, kept = pruned.llm, pruned.kept
+        out, kept = self._run_llm(encoded, sequences, owner, int(sequences[0].refer[0]) if shared else None)
         next_temporal = model.fvp.read_state(out.temporal)
         seconds = {"fvp": fvp_done - start, "llm": self._sync() - fvp_done}
         return Prefill(owner=owner, llm=out, next_temporal=next_temporal, seconds=seconds, kept=kept)
+
+    def _expressions(
+        self, encoded: EncodedFrames, expressions: Sequence[Sequence[str]], task: str
+    ) -> tuple[list[int], list[str]]:
+        """Per expression, its frame's index and its instruction text; a non-empty list per frame is required."""
+        b = encoded.image_tokens.shape[0]
+        if len(expressions) != b or any(len(e) == 0 for e in expressions):
+            counts = [len(e) for e in expressions]
+            raise ValueError(f"need a non-empty expression list for each of the {b} frames, got {counts}")
+        owner = [i for i, exprs in enumerate(expressions) for _ in exprs]
+        return owner, [format_instruction(task, text) for exprs in expressions for text in exprs]
+
+    def _sequence(
+        self, encoded: EncodedFrames, task: str, frame: int, temporal: torch.Tensor, refer: list[int]
+    ) -> Assembled:
+        """One expression's LLM input: the task's template around its frame's tokens, ``temporal`` and ``refer``."""
+        grid = self.model.config.vision.grid
+        return assemble(
+            self.prompt_ids(task),
+            self.model.llm.embed_tokens,
+            image=encoded.image_tokens[frame],
+            temporal=temporal,
+            refer_ids=refer,
+            seg_query=self.model.seg_query,
+            pad_token_id=self.pad_token_id,
+            kept=encoded.selection.indices[frame],
+            n_image=grid[0] * grid[1],
+            position_policy=self.pruning.position_ids,
+        )
+
+    def _shares_prefix(self) -> bool:
+        """Whether a frame's common prefix runs once: not for FastV, whose kept tokens are each expression's."""
+        return self.share_prefix and self.pruning.method not in MODEL_METHODS
+
+    def _run_llm(
+        self, encoded: EncodedFrames, sequences: list[Assembled], owner: list[int], prefix: int | None
+    ) -> tuple[LlmOutput, list[torch.Tensor] | None]:
+        """Every expression's prefill, the first ``prefix`` tokens once per frame (None: whole sequences, and
+        FastV's pruning inside); with the kept tokens per expression when FastV chose them."""
+        if prefix is not None:
+            return run_llm_shared(self.model.llm, sequences, owner, prefix=prefix), None
+        pruned = run_llm_pruned(self.model.llm, sequences, self.pruning, encoded.selection.indices, owner)
+        return pruned.llm, pruned.kept
 
     @torch.inference_mode()
     def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:

@@ -21,10 +21,10 @@ CHECKPOINT = GOLDEN / "checkpoint"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int64": torch.int64}
 
 
-def released_meta_weights() -> dict[str, torch.Tensor]:
-    """Every key of the released HyperSeg-3B state dict as a meta tensor of its shape and dtype."""
+def released_meta_weights(listing: str = "hyperseg-3b.state_dict.tsv") -> dict[str, torch.Tensor]:
+    """Every key of a released state dict (HyperSeg-3B's by default) as a meta tensor of its shape and dtype."""
     weights = {}
-    for line in (REFERENCE / "hyperseg-3b.state_dict.tsv").read_text().splitlines()[1:]:
+    for line in (REFERENCE / listing).read_text().splitlines()[1:]:
         key, shape, dtype = line.split("\t")
         dims = [int(d) for d in shape.split("x")] if shape else []
         weights[key] = torch.empty(dims, dtype=DTYPES[dtype], device="meta")

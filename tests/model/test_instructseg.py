@@ -10,22 +10,13 @@ from pipeline.model.checkpoint import map_weights, parameters_on_meta
 from pipeline.model.instructseg_predictor import reference_frames, take
 
 from .reference import REFERENCE
-from .test_checkpoint import DTYPES
+from .test_checkpoint import released_meta_weights
 
 GOLDEN = REFERENCE / "golden-tiny-instructseg"
 
 
-def released_meta_weights() -> dict[str, torch.Tensor]:
-    weights = {}
-    for line in (REFERENCE / "instructseg.state_dict.tsv").read_text().splitlines()[1:]:
-        key, shape, dtype = line.split("\t")
-        dims = [int(d) for d in shape.split("x")] if shape else []
-        weights[key] = torch.empty(dims, dtype=DTYPES[dtype], device="meta")
-    return weights
-
-
 def test_instructseg_maps_every_released_key():
-    weights = released_meta_weights()
+    weights = released_meta_weights("instructseg.state_dict.tsv")
     assert len(weights) == 1640
     with parameters_on_meta():
         model = InstructSeg(preset("instructseg"))
