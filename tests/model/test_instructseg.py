@@ -89,6 +89,23 @@ def test_keep_one_equals_no_pruning_exactly(predictor):
             assert a.query == b.query and a.score == b.score and np.array_equal(a.mask, b.mask)
 
 
+def test_the_attention_baselines_at_keep_one_equal_no_pruning_exactly(predictor):
+    image = frames(1, seed=5)
+    predictor.share_prefix = False  # FastV runs whole sequences; compare like with like
+    try:
+        base = run(predictor, PruningConfig(), image)
+        for pruning in (PruningConfig("fastv", 1.0, (("layer", 1),)), PruningConfig("visionzip", 1.0)):
+            for a, b in zip(base, run(predictor, pruning, image), strict=True):
+                assert a.query == b.query and a.score == b.score and np.array_equal(a.mask, b.mask)
+        # Below 1.0, FastV keeps each expression's own tokens and leaves the input length as it was.
+        pruned = run(predictor, PruningConfig("fastv", 0.2, (("layer", 1),)), image)
+    finally:
+        predictor.share_prefix = True
+    assert [len(s.kept) for s in pruned] == [146, 146]
+    assert [s.sequence_length for s in pruned] == [s.sequence_length for s in base]
+    assert not np.array_equal(pruned[0].kept, pruned[1].kept)
+
+
 def test_pruning_the_key_frame_shrinks_the_sequence_by_the_dropped_tokens(predictor):
     image = frames(1)
     full = run(predictor, PruningConfig(), image)
