@@ -54,11 +54,9 @@ class KeyFrames(EncodedFrames):
     Attributes:
         references: ``(B, T_ref, N_r, hidden)`` projected SigLIP tokens of each key frame's reference frames
             (all 729, or the kept ones with ``pruning.references``).
-        reference_indices: per key frame, its reference frames' indices in the video (``[i]`` for image ``i``).
     """
 
     references: torch.Tensor | None = None
-    reference_indices: list[list[int]] | None = None
 
 
 def take(tokens: FrameTokens, rows: Sequence[int]) -> FrameTokens:
@@ -97,9 +95,7 @@ class InstructSegPredictor(HyperSegPredictor):
     def encode(self, images: Sequence[np.ndarray | Image.Image]) -> KeyFrames:
         """Encode a batch of images, each its own reference frame: SigLIP once serves the OVP and ``<image>``."""
         tokens = self.encode_tokens(images)
-        return self.encode_key_frames(
-            images, tokens, self._references(tokens)[:, None], [[i] for i in range(len(images))]
-        )
+        return self.encode_key_frames(images, tokens, self._references(tokens)[:, None])
 
     @torch.inference_mode()
     def encode_key_frames(
@@ -107,11 +103,10 @@ class InstructSegPredictor(HyperSegPredictor):
         images: Sequence[np.ndarray | Image.Image],
         tokens: FrameTokens,
         references: torch.Tensor,
-        reference_indices: list[list[int]],
     ) -> KeyFrames:
         """Key frames with their ``tokens`` (from ``encode_tokens``) and their references' OVP inputs."""
         encoded = self.encode_masks(images, tokens)
-        return KeyFrames(**vars(encoded), references=references, reference_indices=reference_indices)
+        return KeyFrames(**vars(encoded), references=references)
 
     @torch.inference_mode()
     def prefill(
@@ -185,7 +180,7 @@ class InstructSegPredictor(HyperSegPredictor):
                 spent = batch.seconds
             tokens = dataclasses.replace(cache[key][0], seconds=spent)
             references = torch.stack([cache[i][1] for i in refs])[None]  # (1, T_ref, N_r, hidden)
-            encoded = self.encode_key_frames([frames[key]], tokens, references, [refs])
+            encoded = self.encode_key_frames([frames[key]], tokens, references)
             results, _ = self.segment(encoded, [list(expressions)], task)
             out.append(results[0])
         return out

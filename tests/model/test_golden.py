@@ -5,18 +5,15 @@ official HyperSeg code computes). Tolerances are the README's: mask logits 1e-4,
 top-1 query; the other stages within 1e-5. Eager attention and one thread, as the golden run.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from pipeline.model import HyperSegPredictor
 from pipeline.model.preprocess import siglip_view
 
-from .reference import GOLDEN
+from .reference import GOLDEN, rgb
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +22,6 @@ def predictor():
     torch.set_num_threads(1)  # the golden run's reduction order
     yield HyperSegPredictor.from_pretrained(GOLDEN / "checkpoint", attn_implementation="eager")
     torch.set_num_threads(threads)
-
-
-def rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:

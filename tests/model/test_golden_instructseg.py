@@ -6,12 +6,8 @@ decoder and VMTF 5e-5, SEG logits 1e-4, mask logits 2e-4, scores 2e-5, the same 
 mask that differs only where |logit| < 2e-4. Eager attention and one thread, as the golden run.
 """
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from pipeline.model import InstructSegPredictor
@@ -20,7 +16,7 @@ from pipeline.model.postprocess import score_queries
 from pipeline.model.preprocess import siglip_view
 from pipeline.model.prompt import format_instruction
 
-from .reference import REFERENCE
+from .reference import REFERENCE, rgb
 
 GOLDEN = REFERENCE / "golden-tiny-instructseg"
 STAGE, SEG, MASK, SCORE = 5e-5, 1e-4, 2e-4, 2e-5
@@ -32,10 +28,6 @@ def predictor():
     torch.set_num_threads(1)  # the golden run's reduction order
     yield InstructSegPredictor.from_pretrained(GOLDEN / "checkpoint", attn_implementation="eager")
     torch.set_num_threads(threads)
-
-
-def rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
@@ -160,7 +152,7 @@ def test_video_case_every_frame_a_key_frame(predictor, monkeypatch):
         for key in range(5):
             refs = reference_frames(key, 5)
             references = model.projector(tokens.features[refs])[None]
-            encoded = predictor.encode_key_frames([frames[key]], take(tokens, [key]), references, [refs])
+            encoded = predictor.encode_key_frames([frames[key]], take(tokens, [key]), references)
             queries.append(check_key_frame(predictor, encoded, "the cup", "video", inter, out, f"frames.{key}."))
     assert queries == [6, 24, 19, 24, 50]
     # SigLIP runs once per frame, not once per role (the release: five times per key frame).

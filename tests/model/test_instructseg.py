@@ -149,7 +149,7 @@ def test_a_video_of_any_length_equals_its_key_frames_one_by_one(predictor, lengt
         refs = reference_frames(key, length)
         with torch.inference_mode():
             references = predictor.model.projector(tokens.features[refs])[None]
-        encoded = predictor.encode_key_frames([video[key]], take(tokens, [key]), references, [refs])
+        encoded = predictor.encode_key_frames([video[key]], take(tokens, [key]), references)
         ((expected,),), _ = predictor.segment(encoded, [["the cat"]], "video")
         (got,) = results[key]
         assert got.query == expected.query and np.array_equal(got.mask, expected.mask)
