@@ -6,6 +6,7 @@ from .hyperseg import HyperSeg
 from .instructseg import InstructSeg
 from .instructseg_predictor import InstructSegPredictor
 from .predictor import EncodedFrames, HyperSegPredictor, PruningConfig, Segmentation
+from .save import save_pretrained
 
 __all__ = [
     "PRESETS",
@@ -21,4 +22,5 @@ __all__ = [
     "config_from_checkpoint",
     "load",
     "preset",
+    "save_pretrained",
 ]

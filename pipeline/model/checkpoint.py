@@ -1,4 +1,4 @@
-"""Reading the released checkpoint layout, and mapping its keys onto our modules.
+"""Reading the released checkpoint layout, and mapping its keys onto our modules (and back).
 
 A released HyperSeg directory holds ``config.json``, ``model.safetensors`` or sharded
 ``model-0000x-of-0000N.safetensors`` with ``model.safetensors.index.json``, and the tokenizer files
@@ -8,6 +8,8 @@ opened, so they are refused, and a config asking for remote code is refused too.
 
 import json
 import logging
+import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +30,24 @@ Converter = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 @dataclass(frozen=True)
 class Route:
-    """Released keys starting with ``prefix`` go, prefix stripped, through ``convert`` into ``target``."""
+    """Released keys starting with ``prefix`` go, prefix stripped, through ``convert`` into ``target``.
+
+    ``release`` is the inverse of ``convert`` (our keys, ``target`` stripped, back to released names and layouts),
+    used when saving; a route without ``convert`` renames only and needs none.
+    """
 
     prefix: str
     target: str
     convert: Converter | None = None
+    release: Converter | None = None
+
+    def claims(self, key: str) -> bool:
+        """Whether one of our state-dict keys comes from this route.
+
+        A target ending in ``.`` is a module and claims every key under it; otherwise it names one tensor
+        (``seg_query``), which must not claim its longer-named neighbours (``seg_query_projector.*``).
+        """
+        return key == self.target or (self.target.endswith(".") and key.startswith(self.target))
 
 
 @contextmanager
@@ -104,10 +119,41 @@ def read_weights(directory: str | Path, dtype: torch.dtype | None = None) -> dic
     return weights
 
 
+def sync_file(path: str | Path) -> None:
+    """Flush a written file to disk, so that a rename after it never exposes a file whose data is not there yet."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary path)`` and move the result to ``path`` in one step.
+
+    The temporary file sits in the same directory (so ``os.replace`` is a rename, never a copy) under a hidden
+    ``.tmp`` name that no loader picks up; it is flushed to disk before the rename, so a crash leaves either the
+    old file or the complete new one under ``path``, never a truncated one.
+    """
+    path = Path(path)
+    # A fresh name rather than mkstemp's file, so that the writer creates it with the usual (umask) permissions.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write(temporary)
+        sync_file(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """``safetensors`` file written atomically (``write_atomically``), with the ``format: pt`` metadata."""
+    return write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata={"format": "pt"}))
+
+
 def write_released_layout(weights: dict[str, torch.Tensor], directory: str | Path, max_shard_bytes: int) -> list[Path]:
     """Write tensors as sharded ``model-0000x-of-0000N.safetensors`` plus the index, like the release.
 
-    Shards are filled in key order up to ``max_shard_bytes``; used to build test checkpoints.
+    Shards are filled in key order up to ``max_shard_bytes``; each file is written atomically and the index
+    last, so it never names a shard that is not complete.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -123,11 +169,11 @@ def write_released_layout(weights: dict[str, torch.Tensor], directory: str | Pat
     names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     weight_map = {}
     for name, shard in zip(names, shards, strict=True):
-        save_file(shard, directory / name, metadata={"format": "pt"})
+        save_safetensors(shard, directory / name)
         weight_map.update(dict.fromkeys(shard, name))
     total = sum(t.numel() * t.element_size() for t in weights.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    write_atomically(directory / INDEX_FILE, lambda temporary: temporary.write_text(json.dumps(index, indent=2)))
     return [directory / n for n in names]
 
 
@@ -161,6 +207,41 @@ def map_weights(
         converted = route.convert(group) if route.convert is not None else group
         state.update({route.target + k: v for k, v in converted.items()})
     return state, unclaimed
+
+
+def unmap_weights(state: dict[str, torch.Tensor], routes: Iterable[Route]) -> dict[str, torch.Tensor]:
+    """The inverse of ``map_weights``: our state dict back to released key names and tensor layouts.
+
+    Every key must be claimed by exactly one route (``Route.claims``), and no two routes may write the same
+    released key; anything else raises, listing the keys.
+    """
+    routes = list(routes)
+    groups: dict[Route, dict[str, torch.Tensor]] = {r: {} for r in routes}
+    unclaimed, ambiguous = [], []
+    for key, value in state.items():
+        owners = [r for r in routes if r.claims(key)]
+        if len(owners) != 1:
+            (ambiguous if owners else unclaimed).append(key)
+            continue
+        groups[owners[0]][key[len(owners[0].target) :]] = value
+    if unclaimed or ambiguous:
+        raise CheckpointError(
+            f"cannot name every tensor in the released layout: {len(unclaimed)} keys no route claims "
+            f"{sorted(unclaimed)[:20]}, {len(ambiguous)} claimed by several routes {sorted(ambiguous)[:20]}"
+        )
+    released: dict[str, torch.Tensor] = {}
+    for route, group in groups.items():
+        if not group:
+            continue
+        if route.convert is not None and route.release is None:
+            raise CheckpointError(f"route {route.prefix!r} -> {route.target!r} converts but has no inverse (release)")
+        converted = route.release(group) if route.release is not None else group
+        for key, value in converted.items():
+            name = route.prefix + key
+            if name in released:
+                raise CheckpointError(f"two tensors would be saved as {name!r}")
+            released[name] = value
+    return released
 
 
 def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], unclaimed: list[str]) -> None:

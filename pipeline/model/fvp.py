@@ -184,3 +184,8 @@ def convert_fvp(weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
     unknown keys pass through so that strict loading reports them. Works on meta tensors (no data access).
     """
     return {key: value for key, value in weights.items() if key not in FVP_UNUSED_KEYS}
+
+
+def released_fvp(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``FineGrainedPerceiver`` state (``fvp.`` + the route's name stripped) -> released FVP tensors: the identity."""
+    return dict(state)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import Route
 from .config import HyperSegConfig
-from .fvp import FineGrainedPerceiver, convert_fvp
+from .fvp import FineGrainedPerceiver, convert_fvp, released_fvp
 from .mask_decoder import MaskDecoderOutput
 from .mask_llm import MaskLlm
 from .pixel_decoder import PixelDecoderOutput
@@ -43,7 +43,7 @@ class HyperSeg(MaskLlm):
     def routes(self) -> list[Route]:
         return [
             *super().routes(),
-            *(Route(p, "fvp." + p, convert_fvp) for p in FVP_PREFIXES),
+            *(Route(p, "fvp." + p, convert_fvp, release=released_fvp) for p in FVP_PREFIXES),
             Route("SEG_token_projector.", "SEG_token_projector."),
         ]
 

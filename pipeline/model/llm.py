@@ -261,3 +261,8 @@ def read_states(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
 def convert_llm(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Released ``model.{embed_tokens,layers,final_layernorm}.*`` (``model.`` stripped) are PhiModel's own names."""
     return dict(weights)
+
+
+def released_llm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``PhiModel`` state (``llm.`` stripped) -> released names (``model.`` is the route's prefix); no ``lm_head``."""
+    return dict(state)

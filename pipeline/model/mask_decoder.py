@@ -259,6 +259,7 @@ _PREFIX_RENAMES = {
     "decoder_norm.": "decoder.layernorm.",
     "SEG_proj.": "seg_proj.",
 }
+_QKV = ("q_proj", "k_proj", "v_proj")  # the order of ``nn.MultiheadAttention``'s packed rows
 
 
 def convert_decoder(weights: dict[str, torch.Tensor], seg_proj: bool = True) -> dict[str, torch.Tensor]:
@@ -279,7 +280,7 @@ def convert_decoder(weights: dict[str, torch.Tensor], seg_proj: bool = True) -> 
         if key.startswith("transformer_self_attention_layers.") and parts[-1] in ("in_proj_weight", "in_proj_bias"):
             # nn.MultiheadAttention packs q, k, v along dim 0; HF's self-attention has three Linears.
             suffix = "weight" if parts[-1] == "in_proj_weight" else "bias"
-            for name, chunk in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
+            for name, chunk in zip(_QKV, tensor.chunk(3, dim=0), strict=True):
                 converted[f"decoder.layers.{parts[1]}.self_attn.{name}.{suffix}"] = chunk
             continue
         converted[_rename(key, parts)] = tensor
@@ -299,4 +300,42 @@ def _rename(key: str, parts: list[str]) -> str:
         if key.startswith(old):
             return new + key[len(old) :]
     # query_embed, level_embed and input_proj.{i} (only a conv when projecting) keep their names.
+    return key
+
+
+def released_decoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``MaskDecoder.state_dict()`` (``decoder.`` stripped) -> released ``predictor.*`` names and layouts.
+
+    The inverse of ``convert_decoder``: each self-attention's q, k and v are packed back into ``in_proj_weight``
+    / ``in_proj_bias`` with ``torch.cat`` in the order ``convert_decoder`` splits them. The heads inference never
+    runs (``UNUSED_DECODER_PREFIXES``) are not in the module, so they are not written.
+    """
+    released: dict[str, torch.Tensor] = {}
+    packed: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if key.startswith("decoder.layers.") and parts[3] == "self_attn" and parts[4] in _QKV:
+            name = f"transformer_self_attention_layers.{parts[2]}.self_attn.in_proj_{parts[5]}"
+            packed.setdefault(name, {})[parts[4]] = tensor
+            continue
+        released[_released_name(key, parts)] = tensor
+    for name, chunks in packed.items():
+        if set(chunks) != set(_QKV):
+            raise ValueError(f"{name}: q, k and v are needed to pack it, got {sorted(chunks)}")
+        released[name] = torch.cat([chunks[p] for p in _QKV], dim=0)
+    return released
+
+
+def _released_name(key: str, parts: list[str]) -> str:
+    """Inverse of ``_rename``."""
+    if key.startswith("decoder.layers.") and len(parts) > 3:
+        for old, new in _LAYER_RENAMES.items():
+            new = new.format(i=parts[2])
+            if key.startswith(new):
+                return old.format(i=parts[2]) + key[len(new) :]
+    if key.startswith("decoder.mask_predictor.mask_embedder.") and len(parts) == 6:
+        return f"mask_embed.layers.{parts[3]}.{parts[5]}"
+    for old, new in _PREFIX_RENAMES.items():
+        if key.startswith(new):
+            return old + key[len(new) :]
     return key

@@ -10,13 +10,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import Route, check_state, map_weights, parameters_on_meta, read_weights
+from .checkpoint import (
+    CheckpointError,
+    Route,
+    check_state,
+    map_weights,
+    parameters_on_meta,
+    read_weights,
+    unmap_weights,
+)
 from .config import MaskLlmConfig, config_from_checkpoint
-from .llm import build_llm, convert_llm
-from .mask_decoder import MaskDecoder, convert_decoder
-from .pixel_decoder import PixelDecoder, convert_pixel_decoder
-from .swin import MaskBackbone, convert_swin
-from .vision import Projector, VisionTower, convert_vision
+from .llm import build_llm, convert_llm, released_llm
+from .mask_decoder import MaskDecoder, convert_decoder, released_decoder
+from .pixel_decoder import PixelDecoder, convert_pixel_decoder, released_pixel_decoder
+from .swin import MaskBackbone, convert_swin, released_swin
+from .vision import Projector, VisionTower, convert_vision, released_vision
 
 
 class MaskLlm(nn.Module):
@@ -47,14 +55,24 @@ class MaskLlm(nn.Module):
         return self.config.vision.grid
 
     def routes(self) -> list[Route]:
-        """Where each released key prefix goes in this module (checkpoint key names: model.md §2.3)."""
+        """Where each released key prefix goes in this module, and back (checkpoint key names: model.md §2.3)."""
         return [
-            Route("model.vision_tower.vision_model.", "vision.", partial(convert_vision, settings=self.config.vision)),
+            Route(
+                "model.vision_tower.vision_model.",
+                "vision.",
+                partial(convert_vision, settings=self.config.vision),
+                release=released_vision,
+            ),
             Route("model.mm_projector.", "projector."),
-            Route("model.vision_tower_mask.", "swin.", convert_swin),
-            Route("model.", "llm.", convert_llm),
-            Route("pixel_decoder.", "pixel_decoder.", convert_pixel_decoder),
-            Route("predictor.", "decoder.", partial(convert_decoder, seg_proj=self.config.decoder.seg_proj)),
+            Route("model.vision_tower_mask.", "swin.", convert_swin, release=released_swin),
+            Route("model.", "llm.", convert_llm, release=released_llm),
+            Route("pixel_decoder.", "pixel_decoder.", convert_pixel_decoder, release=released_pixel_decoder),
+            Route(
+                "predictor.",
+                "decoder.",
+                partial(convert_decoder, seg_proj=self.config.decoder.seg_proj),
+                release=released_decoder,
+            ),
             Route("seg_query", "seg_query"),
             Route("seg_query_projector.", "seg_query_projector."),
         ]
@@ -64,6 +82,31 @@ class MaskLlm(nn.Module):
         state, unclaimed = map_weights(weights, self.routes(), self.dropped_prefixes)
         check_state(self, state, unclaimed)
         self.load_state_dict(state, strict=True, assign=next(self.parameters()).is_meta)
+
+    def released_state_dict(self) -> dict[str, torch.Tensor]:
+        """This model's weights under the released checkpoint's key names and layouts (congvvc/HyperSeg@5cfcf52).
+
+        ``self.routes()`` walked backwards through each part's inverse converter (fused Swin ``attn.qkv`` and
+        decoder ``in_proj_*`` re-packed). Every state-dict key must be claimed by exactly one route, and the result
+        must map back onto exactly this model's keys and shapes; either failure raises ``CheckpointError``.
+
+        Released keys that inference never reads are not written, since this model does not hold them:
+        ``lm_head``, SigLIP's layers after the selected one with ``post_layernorm`` and the MAP head, the unused
+        decoder heads (``query_feat``, ``SEG_query_embed``, box, IoU, re-id, class and region heads), Swin's
+        ``relative_position_index`` buffers, HyperSeg's ``region_projector`` / ``class_name_projector``. So the
+        result loads with ``load_released`` / ``from_pretrained``, not with the released code's strict loader.
+        The tensors share memory with the parameters except the re-fused ones.
+        """
+        # torch.compile wraps a submodule as ``<name>._orig_mod``; the released names know nothing of it.
+        state = {key.replace("._orig_mod.", "."): value for key, value in self.state_dict().items()}
+        released = unmap_weights(state, self.routes())
+        shapes = {key: value.shape for key, value in state.items()}
+        back, unclaimed = map_weights(released, self.routes(), self.dropped_prefixes)
+        if unclaimed or {key: value.shape for key, value in back.items()} != shapes:
+            wrong = sorted(set(back).symmetric_difference(shapes)) + unclaimed
+            wrong += [k for k in sorted(set(back) & set(shapes)) if back[k].shape != shapes[k]]
+            raise CheckpointError(f"the released names do not load back onto this model: {wrong[:20]}")
+        return released
 
     @classmethod
     def from_pretrained(

@@ -205,3 +205,21 @@ def convert_pixel_decoder(weights: dict[str, torch.Tensor]) -> dict[str, torch.T
                 new_key = new + new_key.removeprefix(old)
         converted[new_key] = tensor
     return converted
+
+
+def released_pixel_decoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`PixelDecoder` state dict (`pixel_decoder.` stripped) -> released `pixel_decoder.*` names.
+
+    The inverse of `convert_pixel_decoder`: its renames undone in reverse order (the in-layer fragments while the
+    key still reads `encoder.layers.`, before `transformer.` is put back).
+    """
+    released: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        old_key = key
+        for old, new in reversed(_PIXEL_DECODER_RENAMES):
+            if new.startswith("."):
+                old_key = old_key.replace(new, old) if old_key.startswith("encoder.layers.") else old_key
+            elif old_key.startswith(new):
+                old_key = old + old_key.removeprefix(new)
+        released[old_key] = tensor
+    return released

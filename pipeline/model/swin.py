@@ -72,7 +72,9 @@ class SwinSettings:
     def from_mask_config(cls, mask_config: Mapping) -> "SwinSettings":
         """Reads `MODEL.SWIN` of a resolved Mask2Former config (e.g. `checkpoint/mask_config.json`).
 
-        Patch size, MLP ratio and qkv bias are not in the config: `build_swin_b` hard-codes 4, 4.0 and True.
+        `build_swin_b` hard-codes patch size 4, MLP ratio 4.0 and qkv bias, so the released configs leave out
+        Mask2Former's `PATCH_SIZE`, `MLP_RATIO` and `QKV_BIAS`; they are read when present (`save_pretrained` writes
+        them). `DROP_PATH_RATE` is not read: the released configs hold the training value, inference uses 0.
         """
         swin = mask_config["MODEL"]["SWIN"]
         return cls(
@@ -80,6 +82,9 @@ class SwinSettings:
             depths=tuple(int(d) for d in swin["DEPTHS"]),
             num_heads=tuple(int(h) for h in swin["NUM_HEADS"]),
             window_size=int(swin["WINDOW_SIZE"]),
+            patch_size=int(swin.get("PATCH_SIZE", cls.patch_size)),
+            mlp_ratio=float(swin.get("MLP_RATIO", cls.mlp_ratio)),
+            qkv_bias=bool(swin.get("QKV_BIAS", cls.qkv_bias)),
         )
 
     def to_hf_config(self, attn_implementation: str = "eager") -> SwinConfig:
@@ -142,6 +147,16 @@ class MaskBackbone(nn.Module):
         return dict(zip(FEATURE_NAMES, feature_maps, strict=True))
 
 
+# Released block fragment -> `SwinBackbone` fragment, inside `layers.{i}.blocks.{j}.` (fused qkv handled apart).
+_BLOCK_RENAMES: tuple[tuple[str, str], ...] = (
+    ("norm1.", "layernorm_before."),
+    ("norm2.", "layernorm_after."),
+    ("attn.proj.", "attention.o_proj."),
+    ("attn.relative_position_bias_table", "attention.relative_position_bias.relative_position_bias_table"),
+)
+_QKV = ("q_proj", "k_proj", "v_proj")  # the order of the fused projection's row blocks
+
+
 def _convert_swin_key(key: str) -> str:
     """Maps one original-Swin name (prefix stripped) to its name under `MaskBackbone` (q/k/v handled apart)."""
     if key.startswith("patch_embed.proj."):
@@ -153,13 +168,7 @@ def _convert_swin_key(key: str) -> str:
         index, rest = key[4:].split(".", 1)
         return f"backbone.hidden_states_norms.stage{int(index) + 1}.{rest}"
     if key.startswith("layers."):
-        block_renames = (
-            ("norm1.", "layernorm_before."),
-            ("norm2.", "layernorm_after."),
-            ("attn.proj.", "attention.o_proj."),
-            ("attn.relative_position_bias_table", "attention.relative_position_bias.relative_position_bias_table"),
-        )
-        for old, new in block_renames:
+        for old, new in _BLOCK_RENAMES:
             key = key.replace(f".{old}", f".{new}")
         return "backbone.swin.encoder." + key
     return key  # unknown: passed through so that strict loading names it
@@ -178,8 +187,49 @@ def convert_swin(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         if key.startswith("layers.") and ".attn.qkv." in key:
             prefix, param = key.split(".attn.qkv.")
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
+            for name, part in zip(_QKV, tensor.chunk(3, dim=0), strict=True):
                 converted[f"backbone.swin.encoder.{prefix}.attention.{name}.{param}"] = part
             continue
         converted[_convert_swin_key(key)] = tensor
     return converted
+
+
+def _released_swin_key(key: str) -> str:
+    """Inverse of `_convert_swin_key`: one `MaskBackbone` name back to the original-Swin name."""
+    if key.startswith("backbone.swin.embeddings.patch_embeddings.projection."):
+        return "patch_embed.proj." + key.removeprefix("backbone.swin.embeddings.patch_embeddings.projection.")
+    if key.startswith("backbone.swin.embeddings.norm."):
+        return "patch_embed.norm." + key.removeprefix("backbone.swin.embeddings.norm.")
+    if key.startswith("backbone.hidden_states_norms.stage"):
+        stage, rest = key.removeprefix("backbone.hidden_states_norms.stage").split(".", 1)
+        return f"norm{int(stage) - 1}.{rest}"
+    if key.startswith("backbone.swin.encoder.layers."):
+        key = key.removeprefix("backbone.swin.encoder.")
+        for old, new in reversed(_BLOCK_RENAMES):
+            key = key.replace(f".{new}", f".{old}")
+        return key
+    return key  # unknown: passed through, so that the reload check in `released_state_dict` names it
+
+
+def released_swin(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`MaskBackbone` state dict (`swin.` stripped) -> released `model.vision_tower_mask.*` names and layouts.
+
+    The inverse of `convert_swin`: q, k and v are re-fused into `attn.qkv` with `torch.cat` in the order
+    `convert_swin` splits them. `attn.relative_position_index` is not written: it is a fixed function of the window
+    size that the module rebuilds (and the release recomputes it at build time too).
+    """
+    released: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if key.startswith("backbone.swin.encoder.layers.") and ".attention." in key:
+            block, rest = key.removeprefix("backbone.swin.encoder.").split(".attention.")
+            name, param = rest.split(".", 1)
+            if name in _QKV:
+                fused.setdefault(f"{block}.attn.qkv.{param}", {})[name] = tensor
+                continue
+        released[_released_swin_key(key)] = tensor
+    for key, parts in fused.items():
+        if set(parts) != set(_QKV):
+            raise ValueError(f"{key}: q, k and v are needed to re-fuse it, got {sorted(parts)}")
+        released[key] = torch.cat([parts[name] for name in _QKV], dim=0)
+    return released

@@ -95,3 +95,13 @@ def convert_vision(weights: dict[str, torch.Tensor], settings: VisionSettings) -
                 continue
         out[key] = value
     return out
+
+
+def released_vision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``VisionTower`` state (``vision.`` stripped) -> released ``model.vision_tower.vision_model.*`` names.
+
+    The names are the same; the layers after the selected one, ``post_layernorm`` and the MAP head are not in the
+    module, so they are not written (a saved checkpoint is complete for this project's loader, not for the
+    released code's strict one).
+    """
+    return dict(state)
