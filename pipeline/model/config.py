@@ -157,6 +157,37 @@ def bench() -> HyperSegConfig:
     )
 
 
+def synth() -> HyperSegConfig:
+    """The miniature trained on the synthetic world (``jobs/train.py``): ``tiny``'s layout, a little larger.
+
+    SigLIP reads a 108 x 108 view in 4 x 4 patches (the real 27 x 27 grid, each token seeing 4x the pixels of
+    ``tiny``'s), a 4-layer, 128-wide Phi (binding words to objects and relations needs the depth), a 768-id
+    vocabulary (``pipeline.train.tokenizer``), and the mask branch on a 128 canvas with a 64-wide decoder.
+    """
+    swin = SwinSettings(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4)
+    return HyperSegConfig(
+        vision=VisionSettings(
+            hidden_size=64,
+            intermediate_size=256,
+            num_layers=3,
+            num_heads=4,
+            image_size=108,
+            patch_size=4,
+            llm_hidden_size=128,
+        ),
+        llm=LlmSettings(
+            vocab_size=768, hidden_size=128, intermediate_size=512, num_layers=4, num_heads=4, pad_token_id=0
+        ),
+        swin=swin,
+        pixel_decoder=PixelDecoderSettings(convs_dim=64, mask_dim=64, encoder_layers=2, encoder_heads=4),
+        decoder=DecoderSettings(
+            hidden_dim=64, num_heads=4, dim_feedforward=128, dec_layers=4, mask_dim=64, in_channels=64
+        ),
+        fvp=FvpSettings.for_swin(swin.embed_dim, llm_hidden=128),
+        preprocess=PreprocessSettings(siglip_size=108, canvas=128),
+    )
+
+
 def instructseg() -> InstructSegConfig:
     """The released InstructSeg: HyperSeg-3B's shared parts, the OVP at the LLM width and the VMTF at 1024."""
     return _instructseg_from(hyperseg_3b())
@@ -184,6 +215,7 @@ PRESETS = {
     "hyperseg-3b": hyperseg_3b,
     "tiny": tiny,
     "bench": bench,
+    "synth": synth,
     "instructseg": instructseg,
     "instructseg-tiny": instructseg_tiny,
     "instructseg-bench": lambda: _instructseg_from(bench()),

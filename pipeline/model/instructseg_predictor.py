@@ -18,7 +18,15 @@ from PIL import Image
 from ..pruning import Selection
 from .instructseg import InstructSeg
 from .mask_decoder import MaskDecoderOutput
-from .predictor import EncodedFrames, FrameTokens, HyperSegPredictor, Prefill, Segmentation, per_expression
+from .predictor import (
+    EncodedFrames,
+    FrameTokens,
+    HyperSegPredictor,
+    Prefill,
+    Segmentation,
+    inference,
+    per_expression,
+)
 from .prompt import refer_ids
 
 # Timed stages, in execution order (``HyperSegPredictor``'s with the OVP for the FVP; the VMTF is in "decoder").
@@ -91,13 +99,13 @@ class InstructSegPredictor(HyperSegPredictor):
             return tokens.image_tokens
         return self.model.projector(tokens.features)
 
-    @torch.inference_mode()
+    @inference
     def encode(self, images: Sequence[np.ndarray | Image.Image]) -> KeyFrames:
         """Encode a batch of images, each its own reference frame: SigLIP once serves the OVP and ``<image>``."""
         tokens = self.encode_tokens(images)
         return self.encode_key_frames(images, tokens, self._references(tokens)[:, None])
 
-    @torch.inference_mode()
+    @inference
     def encode_key_frames(
         self,
         images: Sequence[np.ndarray | Image.Image],
@@ -108,7 +116,7 @@ class InstructSegPredictor(HyperSegPredictor):
         encoded = self.encode_masks(images, tokens)
         return KeyFrames(**vars(encoded), references=references)
 
-    @torch.inference_mode()
+    @inference
     def prefill(
         self,
         encoded: KeyFrames,
@@ -141,14 +149,14 @@ class InstructSegPredictor(HyperSegPredictor):
         seconds = {"ovp": ovp_done - start, "llm": self._sync() - ovp_done}
         return Prefill(owner=owner, llm=out, next_temporal=None, seconds=seconds, kept=kept)
 
-    @torch.inference_mode()
+    @inference
     def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:
         """The VMTF's SEG embeddings, then mask and SEG logits of every expression."""
         frames = torch.tensor(prefill.owner, device=self.device)
         seg = self.model.seg_embeddings(prefill.llm.refer_states, encoded.swin["res5"].index_select(0, frames))
         return self.model.decode_masks(prefill.llm.seg, seg, per_expression(encoded.pixel, prefill.owner))
 
-    @torch.inference_mode()
+    @inference
     def predict_video(
         self, frames: Sequence[np.ndarray | Image.Image], expressions: Sequence[str], task: str = "video"
     ) -> list[list[Segmentation]]:

@@ -6,6 +6,7 @@ expression carrying its FVP state from frame to frame, as HyperSeg's ReVOS evalu
 (congvvc/HyperSeg@5cfcf52:eval/eval_ReasonVOS.py; model.md §1.9).
 """
 
+import functools
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,6 +34,20 @@ from .token_selection import kept_selection, run_vision, select_visual_tokens
 # Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector). FastV ranks
 # and drops inside "llm"; its per-expression coverage diagnostics count as "selection".
 STAGES = ("siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "decoder", "postprocess")
+
+
+def inference(method):
+    """Run a predictor step under ``torch.inference_mode``, unless its model is training: the trainer runs the
+    very same steps with gradients (``pipeline.train``), so there is one forward pass for both."""
+
+    @functools.wraps(method)
+    def step(self, *args, **kwargs):
+        if self.model.training:
+            return method(self, *args, **kwargs)
+        with torch.inference_mode():
+            return method(self, *args, **kwargs)
+
+    return step
 
 
 @dataclass
@@ -209,12 +224,12 @@ class HyperSegPredictor:
             self._prompts[task] = tokenize_prompt(self.tokenizer, build_prompt(task, self.family))
         return self._prompts[task]
 
-    @torch.inference_mode()
+    @inference
     def encode(self, images: Sequence[np.ndarray | Image.Image]) -> EncodedFrames:
         """Encode a batch of RGB frames once: SigLIP, selection, projector, Swin and pixel decoder."""
         return self.encode_masks(images, self.encode_tokens(images))
 
-    @torch.inference_mode()
+    @inference
     def encode_tokens(self, images: Sequence[np.ndarray | Image.Image]) -> FrameTokens:
         """SigLIP, token selection and projector of a batch of RGB frames."""
         if len(images) == 0:
@@ -232,7 +247,7 @@ class HyperSegPredictor:
             features=vision.features, selection=tokens.selection, image_tokens=image_tokens, seconds=seconds
         )
 
-    @torch.inference_mode()
+    @inference
     def encode_masks(self, images: Sequence[np.ndarray | Image.Image], tokens: FrameTokens) -> EncodedFrames:
         """The mask branch of the same frames (Swin and pixel decoder), joined with their ``tokens``."""
         pre = self.model.config.preprocess
@@ -255,7 +270,7 @@ class HyperSegPredictor:
             seconds=seconds,
         )
 
-    @torch.inference_mode()
+    @inference
     def prefill(
         self,
         encoded: EncodedFrames,
@@ -342,7 +357,7 @@ class HyperSegPredictor:
         pruned = run_llm_pruned(self.model.llm, sequences, self.pruning, encoded.selection.indices, owner)
         return pruned.llm, pruned.kept
 
-    @torch.inference_mode()
+    @inference
     def decode(self, encoded: EncodedFrames, prefill: Prefill) -> MaskDecoderOutput:
         """Mask and SEG logits of every expression, on its frame's pixel-decoder features."""
         return self.model.decode_masks(

@@ -191,8 +191,13 @@ def _added_token(content: str, *, normalized: bool, special: bool) -> dict:
     return {"content": content, **flags}
 
 
-def build_tiny_tokenizer(directory: str | Path, vocab_size: int = 384, seg_token: str = SEG_TOKEN) -> Path:
+def build_tiny_tokenizer(
+    directory: str | Path, vocab_size: int = 384, seg_token: str = SEG_TOKEN, corpus: Sequence[str] = ()
+) -> Path:
     """Train and save a small byte-level BPE tokenizer laid out like the golden tiny checkpoint's.
+
+    ``corpus`` adds training text to the built-in one (the templates and a few instructions), e.g. the phrases of
+    the synthetic world, so that their words become single ids.
 
     ``<|endoftext|>`` is id 0 and serves as bos/eos/pad/unk; the 256 byte symbols follow, then the merges;
     ``seg_token`` is an added (non-special) token right after the trained ids (id 384 by default, as in the golden
@@ -213,7 +218,7 @@ def build_tiny_tokenizer(directory: str | Path, vocab_size: int = 384, seg_token
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=[END_OF_TEXT], initial_alphabet=alphabet, show_progress=False
     )
-    tokenizer.train_from_iterator(_TINY_CORPUS, trainer=trainer)
+    tokenizer.train_from_iterator([*_TINY_CORPUS, *corpus], trainer=trainer)
     tokenizer.add_tokens([AddedToken(seg_token, normalized=True, special=False)])
     seg_id = tokenizer.token_to_id(seg_token)
 
