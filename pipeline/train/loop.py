@@ -45,17 +45,17 @@ class TrainConfig:
     """Everything a training run depends on (saved with its state; a resumed run must match it)."""
 
     preset: str = "synth"
-    steps: int = 6000
-    lr: float = 3e-4
+    steps: int = 2200
+    lr: float = 6e-4
     min_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
-    warmup: int = 200
+    warmup: int = 150
     weight_decay: float = 0.05
     clip_grad: float = 1.0
     seed: int = 0
     data: DataSettings = field(default_factory=DataSettings)
-    eval_every: int = 500
+    eval_every: int = 200
     eval_images: int = 32
-    save_every: int = 100
+    save_every: int = 50
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
