@@ -48,7 +48,7 @@ class DataSettings:
     clips_per_step: int = 2
     video_every: int = 4  # every n-th step is a clip step
     clip_frames: int = 3
-    max_expressions: int = 10
+    max_expressions: int = 8
     reasoning_share: float = 0.3  # of images whose expressions include reasoning ones, those asked that way
     ramp_steps: int = 600  # objects per scene rise from 4 to 8 over these steps
     jpeg: float = 0.5  # share of frames passed through JPEG (quality 50-95), as dataset images are

@@ -31,13 +31,14 @@ from ..config import PruningConfig
 from ..model.config import preset
 from ..model.hyperseg import HyperSeg
 from ..model.predictor import HyperSegPredictor
-from ..model.prompt import load_tokenizer
+from ..model.prompt import build_tiny_tokenizer, load_tokenizer
 from .data import Batch, Batches, DataSettings
 from .evaluate import evaluate_images, heldout_images
 from .loss import canvas_targets, criterion, top1_iou
 from .tokenizer import build_synth_tokenizer
 
 logger = logging.getLogger(__name__)
+TOKENIZERS = {"synth": build_synth_tokenizer, "tiny": build_tiny_tokenizer}
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class TrainConfig:
     """Everything a training run depends on (saved with its state; a resumed run must match it)."""
 
     preset: str = "synth"
-    steps: int = 2200
+    tokenizer: str = "synth"  # "synth" (pipeline.train.tokenizer) or "tiny" (the tiny presets' 385 ids)
+    steps: int = 1600
     lr: float = 6e-4
     min_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
     warmup: int = 150
@@ -90,7 +92,9 @@ def build(config: TrainConfig, folder: Path) -> HyperSegPredictor:
     """A freshly initialised model (seeded) with the run's tokenizer."""
     tokenizer_dir = folder / "tokenizer"
     if not (tokenizer_dir / "tokenizer.json").is_file():
-        build_synth_tokenizer(tokenizer_dir)
+        if config.tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {config.tokenizer!r}; expected one of {sorted(TOKENIZERS)}")
+        TOKENIZERS[config.tokenizer](tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
     model_config = preset(config.preset)
     if len(tokenizer) > model_config.llm.vocab_size:
@@ -175,7 +179,7 @@ def load_state(folder: Path, predictor, optimizer, config: TrainConfig) -> Progr
     if not (state / "progress.json").is_file():
         return Progress()
     record = json.loads((state / "progress.json").read_text())
-    if record["config"] != config.to_json():
+    if TrainConfig.from_json(record["config"]) != config:  # fields added since the run started take defaults
         raise ValueError(f"{folder} holds a run of another configuration; use another folder or --overwrite")
     predictor.model.load_state_dict(load_file(state / "model.safetensors"))
     tensors = load_file(state / "optimizer.safetensors")

@@ -101,7 +101,7 @@ def criterion(output: MaskDecoderOutput, targets: Targets) -> tuple[torch.Tensor
     for masks, seg in predictions:
         terms = prediction_loss(masks, seg, targets)
         total = total + sum(WEIGHTS[k] * v for k, v in terms.items())
-    return total, {k: float(v) for k, v in terms.items()}
+    return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
 @torch.no_grad()
