@@ -13,6 +13,7 @@ query order (the per-query numbers are the same). ``best_query`` is steps 1-4 br
 queries that can still win.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -33,11 +34,13 @@ class TopMask:
         query: its index among the decoder queries.
         score: its combined score.
         mask: its binary mask at the original size, ``logits > 0``, bool (H, W).
+        scored: how many queries were brought to the original size to choose it (all of them for ``top1``).
     """
 
     query: int
     score: float
     mask: torch.Tensor
+    scored: int = 0
 
 
 def unpadded_extent(padding_mask: torch.Tensor) -> tuple[int, int]:
@@ -133,7 +136,7 @@ def top1(mask_logits: torch.Tensor, scores: torch.Tensor) -> TopMask:
         )
     # argmax returns the first maximal index.
     query = int(torch.argmax(scores))
-    return TopMask(query=query, score=float(scores[query]), mask=mask_logits[query] > 0)
+    return TopMask(query=query, score=float(scores[query]), mask=mask_logits[query] > 0, scored=len(scores))
 
 
 def best_query(
@@ -164,9 +167,11 @@ def best_query(
     bound = seg_logits.sigmoid()  # the same numbers score_queries multiplies by
     order = torch.argsort(bound, descending=True, stable=True).tolist()
     best: TopMask | None = None
+    scored = 0
     for start in range(0, num_queries, QUERY_CHUNK):
         if best is not None and bound[order[start]] < best.score:
             break
+        scored = min(start + QUERY_CHUNK, num_queries)
         chunk = torch.tensor(order[start : start + QUERY_CHUNK], device=pred_masks.device)
         logits = upsample_to_original(pred_masks.index_select(0, chunk), canvas, resized_hw, original_hw)
         scores = score_queries(logits, seg_logits.index_select(0, chunk)).tolist()
@@ -174,4 +179,4 @@ def best_query(
             # The highest score; ties go to the lowest query index, as argmax over all queries does.
             if best is None or score > best.score or (score == best.score and query < best.query):
                 best = TopMask(query=query, score=score, mask=logits[i] > 0)
-    return best
+    return dataclasses.replace(best, scored=scored)

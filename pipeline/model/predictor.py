@@ -123,6 +123,7 @@ class Segmentation:
         feature_radius, grid_radius, lam: the coverage diagnostics of ``kept``.
         sequence_length: LLM tokens of this expression's prefill (at its input, before FastV drops any).
         seconds: per-stage time of the call, shared by the call's expressions.
+        queries_scored: decoder queries post-processing brought to the original size (``best_query``).
     """
 
     mask: np.ndarray
@@ -134,6 +135,7 @@ class Segmentation:
     lam: float
     sequence_length: int
     seconds: dict[str, float]
+    queries_scored: int = 0
 
 
 class HyperSegPredictor:
@@ -416,6 +418,7 @@ class HyperSegPredictor:
                     lam=float(sel.lam[r]),
                     sequence_length=int(prefill.llm.lengths[e]),
                     seconds=seconds,
+                    queries_scored=chosen[e].scored,
                 )
             )
         return results, prefill.next_temporal

@@ -308,10 +308,17 @@ def _write_weights(weights: dict[str, torch.Tensor], directory: Path, max_shard_
 
 
 def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """``tokenizer.save_pretrained`` into a hidden folder beside the final files, then each file renamed into place."""
+    """``tokenizer.save_pretrained`` into a hidden folder beside the final files, then each file renamed into place.
+
+    transformers 5 writes only ``tokenizer.json`` and ``tokenizer_config.json``; a byte-level BPE also gets the
+    ``vocab.json`` and ``merges.txt`` the released layout has (model.md §2.1), from the backend model itself.
+    """
     staging = directory / f".tokenizer-{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
         tokenizer.save_pretrained(str(staging))
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None and type(backend.model).__name__ == "BPE":
+            backend.model.save(str(staging))
         for path in sorted(staging.iterdir()):
             sync_file(path)
             os.replace(path, directory / path.name)

@@ -16,21 +16,25 @@ from ..synth.samples import generator, training_clip, training_image
 
 @dataclass
 class ImageItem:
-    """One image: its expressions (one prompt wording) and their target masks at the image's size."""
+    """One image: its expressions (one prompt wording), their target masks, and every object's mask."""
 
     image: np.ndarray
     task: str  # "referring" or "reasoning"
     texts: list[str]
     masks: list[np.ndarray]
+    objects: np.ndarray  # (O, H, W) bool, the visible mask of every object
+    named: list[tuple[int, ...]]  # per expression, the objects it names
 
 
 @dataclass
 class ClipItem:
-    """One clip: its frames, its expressions and their targets per expression, per frame."""
+    """One clip: its frames, its expressions and their targets per expression, per frame; every object's masks."""
 
     frames: list[np.ndarray]
     texts: list[str]
     masks: list[list[np.ndarray]]
+    objects: list[np.ndarray]  # per frame, (O, H, W) bool
+    named: list[tuple[int, ...]]
 
 
 @dataclass
@@ -75,7 +79,8 @@ def image_item(index: int, step: int, settings: DataSettings) -> ImageItem:
         chosen, task = reasoning, "reasoning"
     visible = [o.visible for o in sample.scene.objects]
     image = jpeg(rng, sample.scene.image) if rng.random() < settings.jpeg else sample.scene.image
-    return ImageItem(image, task, [e.text for e in chosen], [_target(visible, e.targets) for e in chosen])
+    masks = [_target(visible, e.targets) for e in chosen]
+    return ImageItem(image, task, [e.text for e in chosen], masks, np.stack(visible), [e.targets for e in chosen])
 
 
 def clip_item(index: int, settings: DataSettings) -> ClipItem:
@@ -87,7 +92,10 @@ def clip_item(index: int, settings: DataSettings) -> ClipItem:
         [np.logical_or.reduce([tracks[t].masks[f] for t in e.targets]) for f in range(len(frames))]
         for e in sample.expressions
     ]
-    return ClipItem(frames, [e.text for e in sample.expressions], masks)
+    objects = [np.stack([t.masks[f] for t in tracks]) for f in range(len(frames))]
+    return ClipItem(
+        frames, [e.text for e in sample.expressions], masks, objects, [e.targets for e in sample.expressions]
+    )
 
 
 def make_batch(step: int, settings: DataSettings) -> Batch:

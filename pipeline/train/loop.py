@@ -47,7 +47,7 @@ class TrainConfig:
 
     preset: str = "synth"
     tokenizer: str = "synth"  # "synth" (pipeline.train.tokenizer) or "tiny" (the tiny presets' 385 ids)
-    steps: int = 1600
+    steps: int = 1500
     lr: float = 6e-4
     min_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
     warmup: int = 150
@@ -123,11 +123,15 @@ def batch_loss(predictor: HyperSegPredictor, batch: Batch) -> tuple[torch.Tensor
     canvas = predictor.model.config.preprocess.canvas
     total, count, terms, ious = torch.zeros(()), 0, {}, []
 
-    def add(encoded, prefill, masks):
+    def add(encoded, prefill, masks, objects, named):
+        """``objects``: per frame of ``encoded``, its objects' masks; ``named``: per expression."""
         nonlocal total, count, terms
         output = predictor.decode(encoded, prefill)
         resized = [encoded.resized_hw[f] for f in prefill.owner]
-        targets = canvas_targets([torch.from_numpy(m) for m in masks], resized, canvas)
+        per_frame = [torch.from_numpy(o) for o in objects]
+        targets = canvas_targets(
+            [torch.from_numpy(m) for m in masks], resized, canvas, [per_frame[f] for f in prefill.owner], named
+        )
         loss, terms = criterion(output, targets)
         n = len(masks)
         total, count = total + loss * n, count + n
@@ -138,13 +142,16 @@ def batch_loss(predictor: HyperSegPredictor, batch: Batch) -> tuple[torch.Tensor
         if items:
             encoded = predictor.encode([item.image for item in items])
             prefill = predictor.prefill(encoded, [item.texts for item in items], task)
-            add(encoded, prefill, [m for item in items for m in item.masks])
+            masks = [m for item in items for m in item.masks]
+            add(encoded, prefill, masks, [i.objects for i in items], [n for i in items for n in i.named])
     if batch.clips:
         state = None
         for t in range(len(batch.clips[0].frames)):  # the FVP state carried through the clip, with its gradients
-            encoded = predictor.encode([clip.frames[t] for clip in batch.clips])
-            prefill = predictor.prefill(encoded, [clip.texts for clip in batch.clips], "video", state)
-            add(encoded, prefill, [per_frame[t] for clip in batch.clips for per_frame in clip.masks])
+            clips = batch.clips
+            encoded = predictor.encode([clip.frames[t] for clip in clips])
+            prefill = predictor.prefill(encoded, [clip.texts for clip in clips], "video", state)
+            masks = [per_frame[t] for clip in clips for per_frame in clip.masks]
+            add(encoded, prefill, masks, [c.objects[t] for c in clips], [n for c in clips for n in c.named])
             state = prefill.next_temporal
     return total / max(count, 1), terms, torch.cat(ious)
 

@@ -1,31 +1,41 @@
-"""The training loss of a HyperSeg-shaped model for one target per expression (training.md §2).
+"""The training loss of a HyperSeg-shaped model: the referring loss of training.md §2, plus an instance term.
 
 PSALM's criterion (zamling/PSALM, ``psalm/model/mask_decoder/mask_criterion/pretrain_criterion.py``), the public
 stand-in for HyperSeg's, which ships none:
 
-- matching: the 100 queries against the single target by ``5 x BCE + 5 x dice`` (the class cost is 0 for
-  referring segmentation), which with one target is the query of least mask cost;
+- matching: the queries against the target by ``5 x BCE + 5 x dice`` (the class cost is 0 for referring
+  segmentation), which with one target is the query of least mask cost;
 - mask: sigmoid BCE plus dice (+1 smoothing) on the matched query, weights 5 and 5;
 - ``[SEG]``: ``BCEWithLogitsLoss`` over all queries' SEG logits, target 1 at the matched query, ``pos_weight``
   (Q - 1) / 1, weight 2;
 - deep supervision: every decoder prediction (before the first layer, after each layer) is matched and weighted
   the same.
 
+HyperSeg and PSALM train the same queries on generic instance segmentation (COCO) beside referring segmentation,
+with Mask2Former's set matching over every instance, which is what teaches the queries to cut an image into
+objects. Our world has every object's mask, so the instance term does the same on each expression's decoder
+output: every object of the scene is matched to a query by Hungarian matching on the same mask cost, and each
+matched query gets the BCE + dice of its object (weight ``WEIGHTS["instance"]`` on the mean over objects). An
+expression that names one object then takes that object's query as its ``[SEG]`` positive, so the two terms agree;
+one naming several (their union is one target mask) is matched on its own as above.
+
 Where PSALM samples 12,544 points by uncertainty to save GPU memory, here the mask terms cover every pixel of the
-image's extent on the padded canvas (training.md §5), with the matched query's logits upsampled there bilinearly
-as post-processing does; matching compares every query at the decoder's own resolution.
+image's extent on the padded canvas (training.md §5), with the logits upsampled there bilinearly as
+post-processing does; matching compares every query at the decoder's own resolution.
 """
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..metrics.assignment import linear_sum_assignment
 from ..model.mask_decoder import MaskDecoderOutput
 from ..model.postprocess import score_queries
 
-# maskformer2_R50_bs16_50ep.yaml, the same file in PSALM and HyperSeg.
-WEIGHTS = {"seg": 2.0, "bce": 5.0, "dice": 5.0}
+# maskformer2_R50_bs16_50ep.yaml, the same file in PSALM and HyperSeg; "instance" is ours (see the docstring).
+WEIGHTS = {"seg": 2.0, "bce": 5.0, "dice": 5.0, "instance": 0.5}
 
 
 @dataclass
@@ -35,21 +45,46 @@ class Targets:
     Attributes:
         masks: ``(E, C, C)`` float in [0, 1], each target resized to its image's extent and padded with zeros.
         valid: ``(E, C, C)`` bool, the image's extent (the loss ignores the padding).
+        objects: per expression, ``(O, C, C)`` every object of its scene (for the instance term), or None.
+        named: per expression, the indices into its ``objects`` of the objects it names (its target's parts).
     """
 
     masks: torch.Tensor
     valid: torch.Tensor
+    objects: list[torch.Tensor] | None = None
+    named: list[tuple[int, ...]] | None = None
 
 
-def canvas_targets(masks: list[torch.Tensor], resized_hw: list[tuple[int, int]], canvas: int) -> Targets:
-    """Targets of original-size bool masks ``(H_e, W_e)``, each resized like its image's Swin view."""
-    out = torch.zeros(len(masks), canvas, canvas)
+def _on_canvas(mask: torch.Tensor, hw: tuple[int, int], canvas: int) -> torch.Tensor:
+    """``(N, H, W)`` masks resized to the image's extent ``hw`` on the canvas (area-weighted), zero-padded."""
+    out = torch.zeros(mask.shape[0], canvas, canvas)
+    resized = F.interpolate(mask[:, None].float(), size=hw, mode="bilinear", antialias=True)[:, 0]
+    out[:, : hw[0], : hw[1]] = resized.clamp(0, 1)
+    return out
+
+
+def canvas_targets(
+    masks: list[torch.Tensor],
+    resized_hw: list[tuple[int, int]],
+    canvas: int,
+    objects: list[torch.Tensor] | None = None,
+    named: list[tuple[int, ...]] | None = None,
+) -> Targets:
+    """Targets of original-size bool masks ``(H_e, W_e)``, each resized like its image's Swin view; ``objects``
+    (per expression, ``(O, H_e, W_e)``; one tensor may serve every expression of an image) likewise."""
+    out = torch.cat([_on_canvas(m[None], hw, canvas) for m, hw in zip(masks, resized_hw, strict=True)])
     valid = torch.zeros(len(masks), canvas, canvas, dtype=torch.bool)
-    for e, (mask, (h, w)) in enumerate(zip(masks, resized_hw, strict=True)):
-        resized = F.interpolate(mask[None, None].float(), size=(h, w), mode="bilinear", antialias=True)
-        out[e, :h, :w] = resized[0, 0].clamp(0, 1)
+    for e, (h, w) in enumerate(resized_hw):
         valid[e, :h, :w] = True
-    return Targets(out, valid)
+    on_canvas = None
+    if objects is not None:
+        cache: dict[int, torch.Tensor] = {}
+        on_canvas = []
+        for o, hw in zip(objects, resized_hw, strict=True):
+            if id(o) not in cache:
+                cache[id(o)] = _on_canvas(o, hw, canvas)
+            on_canvas.append(cache[id(o)])
+    return Targets(out, valid, on_canvas, named)
 
 
 def _dice(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -57,39 +92,76 @@ def _dice(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * (probabilities * targets).sum(-1) + 1) / (probabilities.sum(-1) + targets.sum(-1) + 1)
 
 
+def _cost(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(Q, T)`` matching cost of ``(Q, P)`` logits against ``(T, P)`` soft targets over ``(P,)`` valid weights."""
+    p = logits.sigmoid() * valid
+    t = targets * valid
+    # Pairwise BCE, expanded: -(t log s + (1 - t) log(1 - s)) with log s = -softplus(-x), log(1 - s) = -softplus(x).
+    positive, negative = F.softplus(-logits) * valid, F.softplus(logits) * valid
+    bce = (positive @ t.T + negative @ (valid - t).T) / valid.sum().clamp(min=1)
+    dice = 1 - (2 * p @ t.T + 1) / (p.sum(-1)[:, None] + t.sum(-1)[None, :] + 1)
+    return WEIGHTS["bce"] * bce + WEIGHTS["dice"] * dice
+
+
+def _small(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, C)`` -> ``(N, h*w)`` area-averaged to the logits' resolution."""
+    return F.interpolate(masks[:, None].float(), size=size, mode="area")[:, 0].flatten(1)
+
+
 @torch.no_grad()
-def match(pred_masks: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """``(E,)`` the query of least ``5 BCE + 5 dice`` against each target, at the logits' resolution."""
-    h, w = pred_masks.shape[-2:]
-    small = F.interpolate(targets.masks[:, None], size=(h, w), mode="area")[:, 0].flatten(1)  # (E, P)
-    valid = F.interpolate(targets.valid[:, None].float(), size=(h, w), mode="area")[:, 0].flatten(1)
+def match(pred_masks: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]]]:
+    """The ``[SEG]`` positive query of each expression, and per expression the (queries, objects) of the instance
+    matching (empty without ``targets.objects``)."""
+    size = tuple(pred_masks.shape[-2:])
+    small, valid = _small(targets.masks, size), _small(targets.valid, size)
     logits = pred_masks.flatten(2).float()  # (E, Q, P)
-    t, v = small[:, None], valid[:, None]
-    bce = F.binary_cross_entropy_with_logits(logits, t.expand_as(logits), reduction="none")
-    bce = (bce * v).sum(-1) / v.sum(-1).clamp(min=1)
-    dice = _dice(logits.sigmoid() * v, t * v)
-    return (WEIGHTS["bce"] * bce + WEIGHTS["dice"] * dice).argmin(1)
+    positives, pairs = [], []
+    for e in range(len(logits)):
+        own = _cost(logits[e], small[e : e + 1], valid[e])[:, 0]
+        positive = int(own.argmin())
+        rows = cols = np.zeros(0, dtype=np.int64)
+        if targets.objects is not None:
+            cost = _cost(logits[e], _small(targets.objects[e], size), valid[e])
+            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+            if len(targets.named[e]) == 1:  # one object named: its instance query is the [SEG] positive
+                positive = int(rows[list(cols).index(targets.named[e][0])])
+        positives.append(positive)
+        pairs.append((rows, cols))
+    return torch.tensor(positives, device=pred_masks.device), pairs
 
 
-def _upsampled(pred_masks: torch.Tensor, queries: torch.Tensor, canvas: int) -> torch.Tensor:
-    """``(E, C, C)`` logits of each expression's chosen query on the canvas (bilinear, as post-processing)."""
-    chosen = pred_masks[torch.arange(len(queries)), queries]  # (E, h, w)
-    return F.interpolate(chosen[:, None].float(), size=(canvas, canvas), mode="bilinear", align_corners=False)[:, 0]
+def _upsampled(masks: torch.Tensor, canvas: int) -> torch.Tensor:
+    """``(N, h, w)`` logits on the canvas (bilinear, as post-processing)."""
+    return F.interpolate(masks[:, None].float(), size=(canvas, canvas), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _mask_terms(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, BCE (mean over valid pixels) and dice, of ``(N, P)`` logits against ``(N, P)`` targets."""
+    bce = (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * valid).sum(1) / valid.sum(1)
+    return bce, _dice(logits.sigmoid() * valid, targets * valid)
 
 
 def prediction_loss(pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets: Targets) -> dict[str, torch.Tensor]:
-    """The three terms of one decoder prediction, each a mean over expressions."""
-    queries = match(pred_masks, targets)
+    """The terms of one decoder prediction, each a mean over expressions."""
+    queries, pairs = match(pred_masks, targets)
     canvas = targets.masks.shape[-1]
-    logits = _upsampled(pred_masks, queries, canvas).flatten(1)
-    t, v = targets.masks.flatten(1), targets.valid.flatten(1).float()
-    bce = (F.binary_cross_entropy_with_logits(logits, t, reduction="none") * v).sum(1) / v.sum(1)
-    dice = _dice(logits.sigmoid() * v, t * v)
+    e = torch.arange(len(queries))
+    valid = targets.valid.flatten(1).float()
+    logits = _upsampled(pred_masks[e, queries], canvas).flatten(1)
+    bce, dice = _mask_terms(logits, targets.masks.flatten(1), valid)
     seg = seg_logits.reshape(len(queries), -1).float()
     one_hot = F.one_hot(queries, seg.shape[1]).float()
     pos_weight = torch.tensor(seg.shape[1] - 1.0, device=seg.device)
     seg_loss = F.binary_cross_entropy_with_logits(seg, one_hot, pos_weight=pos_weight, reduction="none").mean(1)
-    return {"seg": seg_loss.mean(), "bce": bce.mean(), "dice": dice.mean()}
+    terms = {"seg": seg_loss.mean(), "bce": bce.mean(), "dice": dice.mean()}
+    if targets.objects is not None:
+        instance = []
+        for i, (rows, cols) in enumerate(pairs):
+            up = _upsampled(pred_masks[i, torch.from_numpy(rows)], canvas).flatten(1)
+            o_bce, o_dice = _mask_terms(up, targets.objects[i][torch.from_numpy(cols)].flatten(1), valid[i : i + 1])
+            instance.append((WEIGHTS["bce"] * o_bce + WEIGHTS["dice"] * o_dice).mean())
+        terms["instance"] = torch.stack(instance).mean()
+    return terms
 
 
 def criterion(output: MaskDecoderOutput, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
@@ -110,7 +182,7 @@ def top1_iou(output: MaskDecoderOutput, targets: Targets) -> torch.Tensor:
     canvas = targets.masks.shape[-1]
     ious = []
     for e in range(output.pred_masks.shape[0]):
-        logits = F.interpolate(output.pred_masks[e][None].float(), size=(canvas, canvas), mode="bilinear")[0]
+        logits = _upsampled(output.pred_masks[e], canvas)
         valid = targets.valid[e]
         scores = score_queries(logits * valid, output.pred_seg_logits[e].float())
         predicted = (logits[int(scores.argmax())] > 0) & valid

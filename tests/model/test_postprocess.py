@@ -183,10 +183,12 @@ def test_best_query_skips_the_queries_that_cannot_win(monkeypatch):
     got = best_query(pred, seg, 32, (32, 24), (40, 30))
     assert (got.query, bool(got.mask.all())) == (42, True)
     assert calls == [postprocess.QUERY_CHUNK]  # one chunk, holding query 42, then the bound stops it
+    assert got.scored == postprocess.QUERY_CHUNK
     calls.clear()
     seg[:] = 6.0  # every query could win now: all are computed, and the lowest index wins the tie
     pred[:] = 20.0
-    assert best_query(pred, seg, 32, (32, 24), (40, 30)).query == 0
+    every = best_query(pred, seg, 32, (32, 24), (40, 30))
+    assert every.query == 0 and every.scored == 100
     assert sum(calls) == 100
 
 

@@ -105,6 +105,10 @@ def test_saved_golden_loads_and_predicts_bit_identically(family, tmp_path):
     assert type(after.model) is type(before.model) and after.model.config == before.model.config
     assert_same_state(before.model, after.model)
     assert after.tokenizer.encode(INSTRUCTION + " [SEG]") == before.tokenizer.encode(INSTRUCTION + " [SEG]")
+    # The BPE's own files, as in the released layout, say the same as the golden ones.
+    assert json.loads((tmp_path / "vocab.json").read_text()) == json.loads((checkpoint / "vocab.json").read_text())
+    merges = [(path / "merges.txt").read_text().splitlines() for path in (tmp_path, checkpoint)]
+    assert [m for m in merges[0] if not m.startswith("#")] == [m for m in merges[1] if not m.startswith("#")]
     logits, seg, best = run(before, image)
     logits_after, seg_after, best_after = run(after, image)
     assert same_bits(logits, logits_after) and same_bits(seg, seg_after)
