@@ -337,8 +337,13 @@ def choose(
     count: int,
     rng: np.random.Generator,
     weights: dict[str, float] | None = None,
+    *,
+    distinct: bool = False,
 ) -> list[SynthExpression]:
-    """Up to ``count`` expressions: a family drawn by ``weights`` (default equal), then one of its expressions."""
+    """Up to ``count`` expressions: a family drawn by ``weights`` (default equal), then one of its expressions.
+
+    ``distinct``: no two chosen expressions name the same objects (an image's expressions then contrast).
+    """
     pool = {f: list(v) for f, v in pool.items() if v}
     chosen = []
     while pool and len(chosen) < count:
@@ -347,8 +352,8 @@ def choose(
         if p.sum() <= 0:
             break
         family = names[int(rng.choice(len(names), p=p / p.sum()))]
-        items = pool[family]
-        chosen.append(items.pop(int(rng.integers(len(items)))))
-        if not items:
-            del pool[family]
+        chosen.append(pool[family].pop(int(rng.integers(len(pool[family])))))
+        if distinct:
+            pool = {f: [e for e in v if set(e.targets) != set(chosen[-1].targets)] for f, v in pool.items()}
+        pool = {f: v for f, v in pool.items() if v}
     return chosen

@@ -25,7 +25,16 @@ STREAMS = ("refcoco", "reasonseg", "revos", "train-image", "train-video")
 SINGLE_REFERRING = ("attribute", "size", "place", "relation")
 # Family weights for drawing expressions: the rarer, harder families are drawn as often as the easy ones.
 IMAGE_WEIGHTS = {"attribute": 1.0, "size": 1.0, "place": 1.0, "relation": 1.5, "plural": 0.6}
-VIDEO_WEIGHTS = {**dict.fromkeys(MOTION_FAMILIES, 1.5), "plural-motion": 0.8, "plural": 0.4, "attribute": 0.6}
+# Reasoning sentences are rare in videos (few scenes allow one): taken whenever there is one, so that ReVOS's two
+# categories (referring, reasoning) both have expressions.
+VIDEO_WEIGHTS = {
+    **dict.fromkeys(MOTION_FAMILIES, 1.5),
+    "plural-motion": 0.8,
+    "plural": 0.4,
+    "attribute": 0.6,
+    "same-colour": 20.0,
+    "same-shape": 20.0,
+}
 
 
 def generator(split: str, stream: str, index: int) -> np.random.Generator:
@@ -83,16 +92,29 @@ def revos_video(rng: np.random.Generator, frames: int = 8, max_expressions: int 
             return VideoSample(video, chosen)
 
 
-def training_image(rng: np.random.Generator, max_expressions: int = 6, max_objects: int = 8) -> ImageSample:
-    """A training image: every family, referring and reasoning, up to ``max_expressions``."""
+def training_image(
+    rng: np.random.Generator,
+    max_expressions: int = 6,
+    max_objects: int = 8,
+    weights: dict[str, float] | None = None,
+) -> ImageSample:
+    """A training image: expressions of the families ``weights`` allows (all by default, referring and
+    reasoning), up to ``max_expressions``, no two naming the same objects."""
     while True:
         scene = make_scene(rng, count=int(rng.integers(2, max_objects + 1)))
         pool = candidates(scene.objects, scene.size, rng)
-        chosen = choose(pool, max_expressions, rng, IMAGE_WEIGHTS)
+        chosen = choose(pool, max_expressions, rng, weights or IMAGE_WEIGHTS, distinct=True)
         if chosen:
             return ImageSample(scene, chosen)
 
 
-def training_clip(rng: np.random.Generator, frames: int = 3, max_expressions: int = 4) -> VideoSample:
-    """A short training clip (the state is carried through its frames)."""
-    return revos_video(rng, frames, max_expressions)
+def training_clip(
+    rng: np.random.Generator, frames: int = 3, max_expressions: int = 4, weights: dict[str, float] | None = None
+) -> VideoSample:
+    """A short training clip (the state is carried through its frames), expressions of the families ``weights``
+    allows, no two naming the same objects."""
+    while True:
+        video = make_video(rng, frames)
+        chosen = choose(video_candidates(video, rng), max_expressions, rng, weights or VIDEO_WEIGHTS, distinct=True)
+        if chosen:
+            return VideoSample(video, chosen)

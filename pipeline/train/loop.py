@@ -64,7 +64,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, raw: dict) -> "TrainConfig":
-        return cls(**{**raw, "data": DataSettings(**raw["data"])})
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["data"].items()}  # JSON has no tuples
+        return cls(**{**raw, "data": DataSettings(**data)})
 
 
 @dataclass
