@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .expressions import REASONING_FAMILIES, SynthExpression, candidates, choose
-from .scene import Scene, make_scene
+from .scene import RADIUS_RANGE, Scene, make_scene
 from .video import MOTION_FAMILIES, Video, make_video, video_candidates
 
 SPLITS = ("train", "val", "test")
@@ -97,11 +97,12 @@ def training_image(
     max_expressions: int = 6,
     max_objects: int = 8,
     weights: dict[str, float] | None = None,
+    radius_range: tuple[float, float] = RADIUS_RANGE,
 ) -> ImageSample:
     """A training image: expressions of the families ``weights`` allows (all by default, referring and
     reasoning), up to ``max_expressions``, no two naming the same objects."""
     while True:
-        scene = make_scene(rng, count=int(rng.integers(2, max_objects + 1)))
+        scene = make_scene(rng, count=int(rng.integers(2, max_objects + 1)), radius_range=radius_range)
         pool = candidates(scene.objects, scene.size, rng)
         chosen = choose(pool, max_expressions, rng, weights or IMAGE_WEIGHTS, distinct=True)
         if chosen:

@@ -4,10 +4,11 @@ Step ``s`` always gets the same samples (seeded by the step's sample indices in 
 run sees exactly the data it would have seen, and no training sample is ever drawn from the held-out seeds.
 
 A curriculum (``PHASES``, switched at ``DataSettings.phases``): a model trained from scratch first finds the
-objects and picks the most salient one whatever the words say; with every family from the start it stayed there
-(measured: after 600 steps all expressions of an image chose the same object). So it first sees few objects and
+objects and picks the most salient one whatever the words say (measured: with every family from the start, after
+600 steps all expressions of an image chose the same object). So it first sees two or three large objects and
 expressions that a colour or shape word alone resolves, then sizes, places and some relations and reasoning,
 then everything, motion included. An image's expressions name different objects, so the words are what decides.
+Small steps (two images, or one clip) give many updates in the time budget.
 """
 
 import io
@@ -19,6 +20,7 @@ from PIL import Image
 
 from ..synth.expressions import FAMILIES
 from ..synth.samples import IMAGE_WEIGHTS, VIDEO_WEIGHTS, generator, training_clip, training_image
+from ..synth.scene import RADIUS_RANGE
 from ..synth.video import MOTION_FAMILIES
 
 
@@ -27,6 +29,7 @@ class Phase:
     """What the samples of a stretch of training hold."""
 
     max_objects: int
+    radius_range: tuple[float, float]  # object radius as a fraction of the image's short side
     image_weights: dict[str, float]  # family -> weight (missing: 0)
     video_weights: dict[str, float]
     reasoning_share: float  # of images whose expressions include reasoning ones, those asked that way
@@ -34,9 +37,10 @@ class Phase:
 
 _NONE = dict.fromkeys([*FAMILIES, *MOTION_FAMILIES], 0.0)
 PHASES = (
-    Phase(4, {**_NONE, "attribute": 1.0, "plural": 0.2}, {**_NONE, "attribute": 1.0, "plural": 0.2}, 0.0),
+    Phase(3, (0.08, 0.22), {**_NONE, "attribute": 1.0, "plural": 0.2}, {**_NONE, "attribute": 1.0}, 0.0),
     Phase(
-        6,
+        5,
+        (0.04, 0.2),
         {
             **_NONE,
             "attribute": 1.0,
@@ -52,7 +56,7 @@ PHASES = (
         {**_NONE, "attribute": 1.0, "size": 0.5, "direction": 1.0, "moving": 0.5, "still": 0.5, "plural": 0.2},
         0.15,
     ),
-    Phase(8, {**_NONE, **{f: 1.0 for f in FAMILIES}, **IMAGE_WEIGHTS}, {**_NONE, **VIDEO_WEIGHTS}, 0.3),
+    Phase(8, RADIUS_RANGE, {**_NONE, **{f: 1.0 for f in FAMILIES}, **IMAGE_WEIGHTS}, {**_NONE, **VIDEO_WEIGHTS}, 0.3),
 )
 
 
@@ -90,12 +94,12 @@ class Batch:
 class DataSettings:
     """What one step holds, and the curriculum over object counts."""
 
-    images_per_step: int = 4
-    clips_per_step: int = 2
+    images_per_step: int = 2
+    clips_per_step: int = 1
     video_every: int = 4  # every n-th step is a clip step
     clip_frames: int = 3
     max_expressions: int = 8
-    phases: tuple[int, ...] = (300, 700)  # the steps at which PHASES[1] and PHASES[2] begin
+    phases: tuple[int, ...] = (700, 1600)  # the steps at which PHASES[1] and PHASES[2] begin
     jpeg: float = 0.5  # share of frames passed through JPEG (quality 50-95), as dataset images are
 
     def phase(self, step: int) -> Phase:
@@ -115,7 +119,7 @@ def _target(masks: list[np.ndarray], targets: tuple[int, ...]) -> np.ndarray:
 def image_item(index: int, step: int, settings: DataSettings) -> ImageItem:
     rng = generator("train", "train-image", index)
     phase = settings.phase(step)
-    sample = training_image(rng, settings.max_expressions, phase.max_objects, phase.image_weights)
+    sample = training_image(rng, settings.max_expressions, phase.max_objects, phase.image_weights, phase.radius_range)
     reasoning = [e for e in sample.expressions if e.kind == "reasoning"]
     referring = [e for e in sample.expressions if e.kind == "referring"]
     chosen, task = referring, "referring"
