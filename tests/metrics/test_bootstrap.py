@@ -63,5 +63,5 @@ def test_spearman_ranks_ties_at_their_mean_and_is_nan_when_a_column_is_constant(
     # x ranks 1..5; y = (0, 0, 1, 1, 2) ranks (1.5, 1.5, 3.5, 3.5, 5): Pearson of the ranks = 9 / sqrt(10 * 9).
     rows = np.column_stack([np.arange(5.0), [0.0, 0.0, 1.0, 1.0, 2.0]])
     assert spearman(rows) == pytest.approx(9 / np.sqrt(90))
-    assert spearman(np.column_stack([np.arange(5.0), -np.arange(5.0) ** 3])) == pytest.approx(-1.0)
+    assert spearman(np.column_stack([np.arange(5.0), -(np.arange(5.0) ** 3)])) == pytest.approx(-1.0)
     assert np.isnan(spearman(np.column_stack([np.arange(5.0), np.ones(5)])))
