@@ -16,7 +16,8 @@ def smooth(values: list[float], window: int) -> np.ndarray:
 
 
 def plot_curve(progress, path: str | Path) -> Path:
-    """Loss (left) and IoU (right: training top-1 IoU, smoothed; held-out gIoU and cIoU) against the step."""
+    """Loss (left) and IoU (right: training top-1 and best-query IoU, smoothed; held-out gIoU and cIoU) against the
+    step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,6 +31,9 @@ def plot_curve(progress, path: str | Path) -> Path:
     left.set(xlabel="step", ylabel="loss (all decoder layers)", title="training loss")
     left.legend()
     right.plot(steps, smooth([h["iou"] for h in progress.history], window), color="C1", label="train top-1 IoU")
+    if progress.history and "best_iou" in progress.history[0]:  # runs before it was recorded lack it
+        best = smooth([h["best_iou"] for h in progress.history], window)
+        right.plot(steps, best, color="C1", linestyle=":", label="train best-query IoU")
     if progress.evals:
         evals = [e["step"] for e in progress.evals]
         right.plot(evals, [e["giou"] for e in progress.evals], "o-", color="C2", label="held-out gIoU")

@@ -129,7 +129,8 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
 
 
 def batch_loss(predictor: HyperSegPredictor, batch: Batch) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """Mean loss over the batch's expression-frames, the last layer's terms, and each one's top-1 IoU."""
+    """Mean loss over the batch's expression-frames, the last layer's terms, and each one's IoU ``(n, 2)``:
+    the top-1 query's and the best query's (``top1_iou``)."""
     canvas = predictor.model.config.preprocess.canvas
     total, count, terms, ious = torch.zeros(()), 0, {}, []
 
@@ -255,12 +256,13 @@ def train(config: TrainConfig, folder: str | Path, *, progress_bar: bool = True)
         optimizer.step()
         scheduler.step()
         progress.step = batch.step + 1
-        iou = float(ious.mean())
+        iou, best = (float(v) for v in ious.mean(0))
         running_iou = iou if running_iou is None else 0.98 * running_iou + 0.02 * iou
         lr = scheduler.get_last_lr()[0]
-        progress.history.append({"step": batch.step, "loss": float(loss), **terms, "iou": iou, "lr": lr})
+        value = float(loss.detach())
+        progress.history.append({"step": batch.step, "loss": value, **terms, "iou": iou, "best_iou": best, "lr": lr})
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", iou=f"{running_iou:.3f}", lr=f"{lr:.1e}")
+        bar.set_postfix(loss=f"{value:.3f}", iou=f"{running_iou:.3f}", lr=f"{lr:.1e}")
         last = progress.step == config.steps
         if heldout and (progress.step % config.eval_every == 0 or last):
             progress.evals.append({"step": progress.step, **heldout_eval(predictor, heldout)})

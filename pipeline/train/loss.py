@@ -178,15 +178,18 @@ def criterion(output: MaskDecoderOutput, targets: Targets) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def top1_iou(output: MaskDecoderOutput, targets: Targets) -> torch.Tensor:
-    """``(E,)`` IoU of the mask inference would pick (highest released score) against each target, on the canvas."""
+    """``(E, 2)``: per target, the IoU on the canvas of the mask inference would pick (highest released score) and
+    of the best of all queries. Their gap is what the words fail to choose; the second is what the masks allow."""
     canvas = targets.masks.shape[-1]
     ious = []
     for e in range(output.pred_masks.shape[0]):
         logits = _upsampled(output.pred_masks[e], canvas)
         valid = targets.valid[e]
         scores = score_queries(logits * valid, output.pred_seg_logits[e].float())
-        predicted = (logits[int(scores.argmax())] > 0) & valid
+        predicted = (logits > 0) & valid  # (Q, C, C)
         truth = (targets.masks[e] > 0.5) & valid
-        union = (predicted | truth).sum()
-        ious.append((predicted & truth).sum() / union if union > 0 else torch.tensor(1.0))
+        intersection = (predicted & truth).flatten(1).sum(1)
+        union = (predicted | truth).flatten(1).sum(1)
+        per_query = torch.where(union > 0, intersection / union.clamp(min=1), torch.ones(()))
+        ious.append(torch.stack([per_query[int(scores.argmax())], per_query.max()]))
     return torch.stack(ious)

@@ -110,3 +110,21 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     values = np.array([factor(s) for s in range(100)])
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert np.all(np.diff(values[10:]) <= 1e-12) and values[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_top1_iou_scores_the_picked_query_and_the_best_one():
+    from pipeline.model.mask_decoder import MaskDecoderOutput
+    from pipeline.train.loss import Targets, top1_iou
+
+    # 8 x 8 logits on a 16 canvas (2x upsampling); the target is the left half of the canvas.
+    masks = torch.full((1, 3, 8, 8), -10.0)
+    masks[0, 0, :, :4] = 10.0  # the left half: IoU 1
+    masks[0, 1, :, :2] = 10.0  # a quarter: IoU 0.5
+    masks[0, 2] = 10.0  # everything: IoU 0.5
+    target = torch.zeros(1, 16, 16)
+    target[0, :, :8] = 1.0
+    targets = Targets(target, torch.ones(1, 16, 16, dtype=torch.bool))
+    seg = torch.tensor([[[-5.0], [5.0], [0.0]]])  # query 1 wins the score
+    result = top1_iou(MaskDecoderOutput(masks, seg, []), targets)
+    assert result.shape == (1, 2)
+    assert result[0, 0].item() == pytest.approx(0.5) and result[0, 1].item() == 1.0
