@@ -14,6 +14,7 @@ kept tokens over the run's frames (pruning.md §1.8; for FastV, over each expres
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -55,10 +56,12 @@ DEFAULT_METHODS = "evtp,kcenter,divprune,random,grid,visionzip,fastv:layer=1"
 
 
 def accuracy(metrics) -> tuple[float | None, str]:
-    """The set's headline number: overall (or first) J&F for videos, cIoU for images."""
+    """The set's headline number: ReVOS's overall J&F for videos (or, when a category is empty and so overall is
+    undefined, the first category that has expressions), cIoU for images."""
     videos = video_summary(metrics)
     if videos:
-        overall = [r for r in videos if r["category"] == "overall"] or videos
+        finite = [r for r in videos if r["J&F"] is not None and not math.isnan(r["J&F"])]
+        overall = [r for r in finite if r["category"] == "overall"] or finite or videos
         return overall[0]["J&F"], "J&F"
     images = image_summary(metrics)
     return (images[0]["cIoU"], "cIoU") if images else (None, "none")
@@ -137,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         points = [
             (r["method"], f"{r['keep']}", r["frames_per_second"], r["accuracy"])
             for r in rows
-            if r["model"] == label and r["accuracy"] is not None and r["frames_per_second"] is not None
+            # A NaN accuracy (ReVOS "overall" when a category has no expressions) has no place on the plot.
+            if r["model"] == label
+            and r["accuracy"] is not None
+            and not math.isnan(r["accuracy"])
+            and r["frames_per_second"] is not None
         ]
         if points:
             plots.append((accuracy_speed_plot(points, y_label=rows[0]["metric"]), label))
