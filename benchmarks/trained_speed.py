@@ -33,18 +33,19 @@ from speed import MODEL_STAGES, WALL_STAGES, FlopTable, Layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.engine.cli import SHIPPED_CHECKPOINT, format_table  # noqa: E402
+from pipeline.engine.cli import format_table  # noqa: E402
 from pipeline.model import PruningConfig, load  # noqa: E402
 from pipeline.model.prompt import REFER_TOKEN_INDEX, format_instruction, refer_ids  # noqa: E402
 from pipeline.synth.samples import generator, refcoco_image, revos_video  # noqa: E402
 
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "synth-hyperseg"  # where make train puts it
 RESULTS = Path(__file__).resolve().parent / "results" / "trained_speed.json"
 KEEPS = (1.0, 0.2, 0.1, 0.05)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a trained checkpoint folder")
     parser.add_argument("--videos", type=int, default=6, help="held-out videos (8 frames each)")
     parser.add_argument("--images", type=int, default=20, help="held-out images")
     parser.add_argument("--rounds", type=int, default=3)
