@@ -1,17 +1,13 @@
 """The speed benchmark runs end to end (``--quick``: tiny sizes), its rows add up, and its FLOP accounting of the
 shared prefix is the work the predictor really does (speed itself is not asserted)."""
 
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "speed.py"
+from . import ROOT, run_quick
+
 KEEPS = [1.0, 0.2, 0.1, 0.05]
 FLOP_STAGES = ["siglip", "selection", "projector", "swin", "pixel_decoder", "fvp", "llm", "decoder"]
 WALL_STAGES = ["siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "decoder", "postprocess", "other"]
@@ -19,18 +15,8 @@ WALL_STAGES = ["siglip", "selection", "swin", "pixel_decoder", "fvp", "llm", "de
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("speed") / "speed.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout, json.loads(out.read_text())
+    run = run_quick("speed.py", tmp_path_factory.mktemp("speed") / "speed.json")
+    return run["stdout"], run["report"]
 
 
 def grid(rows: list[dict]) -> list[tuple]:

@@ -1,32 +1,14 @@
 """The trained-weights speed benchmark runs end to end (``--quick``: tiny random weights, small loads) and its rows
 are consistent (speed itself is not asserted)."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "trained_speed.py"
+from . import run_quick
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained_speed") / "trained_speed.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(out.read_text())
+    return run_quick("trained_speed.py", tmp_path_factory.mktemp("trained_speed") / "trained_speed.json")["report"]
 
 
 def test_every_load_has_the_release_baseline_and_each_keep(report):
