@@ -32,6 +32,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=t.lr, help="peak AdamW learning rate")
     parser.add_argument("--warmup", type=int, default=t.warmup, help="linear warm-up steps, then cosine")
     parser.add_argument("--seed", type=int, default=t.seed, help="model initialisation seed")
+    parser.add_argument(
+        "--instance-weight", type=float, default=t.instance_weight, help="weight of the loss's instance term"
+    )
     parser.add_argument("--images-per-step", type=int, default=d.images_per_step)
     parser.add_argument("--max-expressions", type=int, default=d.max_expressions, help="per image or clip")
     parser.add_argument("--clips-per-step", type=int, default=d.clips_per_step)
@@ -49,8 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for name in ("steps", "images_per_step", "max_expressions", "clips_per_step", "clip_frames", "eval_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0 or args.warmup < 0 or args.video_every < 0:
-        parser.error("--lr must be positive and --warmup, --video-every non-negative")
+    if args.lr <= 0 or args.warmup < 0 or args.video_every < 0 or args.instance_weight < 0:
+        parser.error("--lr must be positive and --warmup, --video-every, --instance-weight non-negative")
     return args
 
 
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         warmup=args.warmup,
         seed=args.seed,
+        instance_weight=args.instance_weight,
         eval_every=args.eval_every,
         eval_images=args.eval_images,
         data=DataSettings(

@@ -34,8 +34,8 @@ from ..metrics.assignment import linear_sum_assignment
 from ..model.mask_decoder import MaskDecoderOutput
 from ..model.postprocess import score_queries
 
-# maskformer2_R50_bs16_50ep.yaml, the same file in PSALM and HyperSeg; "instance" is ours (see the docstring).
-WEIGHTS = {"seg": 2.0, "bce": 5.0, "dice": 5.0, "instance": 0.5}
+# maskformer2_R50_bs16_50ep.yaml, the same file in PSALM and HyperSeg.
+WEIGHTS = {"seg": 2.0, "bce": 5.0, "dice": 5.0}
 
 
 @dataclass
@@ -141,8 +141,10 @@ def _mask_terms(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
     return bce, _dice(logits.sigmoid() * valid, targets * valid)
 
 
-def prediction_loss(pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets: Targets) -> dict[str, torch.Tensor]:
-    """The terms of one decoder prediction, each a mean over expressions."""
+def prediction_loss(
+    pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets: Targets, instance: bool = True
+) -> dict[str, torch.Tensor]:
+    """The terms of one decoder prediction, each a mean over expressions (``instance``: add the instance term)."""
     queries, pairs = match(pred_masks, targets)
     canvas = targets.masks.shape[-1]
     e = torch.arange(len(queries))
@@ -154,7 +156,7 @@ def prediction_loss(pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets:
     pos_weight = torch.tensor(seg.shape[1] - 1.0, device=seg.device)
     seg_loss = F.binary_cross_entropy_with_logits(seg, one_hot, pos_weight=pos_weight, reduction="none").mean(1)
     terms = {"seg": seg_loss.mean(), "bce": bce.mean(), "dice": dice.mean()}
-    if targets.objects is not None:
+    if instance and targets.objects is not None:
         instance = []
         for i, (rows, cols) in enumerate(pairs):
             up = _upsampled(pred_masks[i, torch.from_numpy(rows)], canvas).flatten(1)
@@ -164,15 +166,18 @@ def prediction_loss(pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets:
     return terms
 
 
-def criterion(output: MaskDecoderOutput, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
+def criterion(
+    output: MaskDecoderOutput, targets: Targets, instance_weight: float = 0.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over every decoder prediction (deep supervision), and the unweighted terms of the last one."""
+    weights = {**WEIGHTS, "instance": instance_weight}
     predictions = [(a.pred_masks, a.pred_seg_logits) for a in output.aux_outputs]
     predictions.append((output.pred_masks, output.pred_seg_logits))
     total = torch.zeros((), device=output.pred_masks.device)
     terms = {}
     for masks, seg in predictions:
-        terms = prediction_loss(masks, seg, targets)
-        total = total + sum(WEIGHTS[k] * v for k, v in terms.items())
+        terms = prediction_loss(masks, seg, targets, instance=instance_weight > 0)
+        total = total + sum(weights[k] * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 

@@ -29,8 +29,11 @@ def test_instance_matching_pairs_each_object_with_the_query_that_paints_it():
 
     seg = torch.full((1, 6, 1), -5.0)
     seg[0, 2] = 5.0
-    loss, terms = criterion(MaskDecoderOutput(masks, seg, []), targets)
+    loss, terms = criterion(MaskDecoderOutput(masks, seg, []), targets, instance_weight=0.5)
     assert terms["instance"] < 0.5 and terms["dice"] < 0.1  # every object painted by its matched query
+    without, terms_without = criterion(MaskDecoderOutput(masks, seg, []), targets)
+    assert "instance" not in terms_without
+    assert float(loss - without) == pytest.approx(0.5 * terms["instance"], rel=1e-4)
 
 
 def test_a_few_steps_on_eight_samples_lower_the_loss():
