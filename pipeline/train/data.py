@@ -99,7 +99,7 @@ class DataSettings:
     video_every: int = 4  # every n-th step is a clip step
     clip_frames: int = 3
     max_expressions: int = 8
-    phases: tuple[int, ...] = (800, 1900)  # the steps at which PHASES[1] and PHASES[2] begin
+    phases: tuple[int, ...] = (700, 1600)  # the steps at which PHASES[1] and PHASES[2] begin
     jpeg: float = 0.5  # share of frames passed through JPEG (quality 50-95), as dataset images are
 
     def phase(self, step: int) -> Phase:

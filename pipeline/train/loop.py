@@ -49,13 +49,14 @@ class TrainConfig:
 
     preset: str = "synth"
     tokenizer: str = "synth"  # "synth" (pipeline.train.tokenizer) or "tiny" (the tiny presets' 385 ids)
-    steps: int = 4400
+    steps: int = 3200
     lr: float = 2e-4
     min_lr_ratio: float = 0.05  # the cosine schedule ends at lr * this
     warmup: int = 150
     weight_decay: float = 0.05
     clip_grad: float = 1.0
     instance_weight: float = 0.0  # the loss's instance term (pipeline.train.loss); 0 bound words better in short runs
+    choice_weight: float = 2.0  # the loss's choice term (pipeline.train.loss)
     seed: int = 0
     data: DataSettings = field(default_factory=DataSettings)
     eval_every: int = 400
@@ -130,7 +131,7 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
 
 
 def batch_loss(
-    predictor: HyperSegPredictor, batch: Batch, instance_weight: float = 0.0
+    predictor: HyperSegPredictor, batch: Batch, instance_weight: float = 0.0, choice_weight: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Mean loss over the batch's expression-frames, the last layer's terms, and each one's IoU ``(n, 2)``:
     the top-1 query's and the best query's (``top1_iou``)."""
@@ -146,7 +147,7 @@ def batch_loss(
         targets = canvas_targets(
             [torch.from_numpy(m) for m in masks], resized, canvas, [per_frame[f] for f in prefill.owner], named
         )
-        loss, terms = criterion(output, targets, instance_weight)
+        loss, terms = criterion(output, targets, instance_weight, choice_weight)
         n = len(masks)
         total, count = total + loss * n, count + n
         ious.append(top1_iou(output, targets))
@@ -252,7 +253,7 @@ def train(config: TrainConfig, folder: str | Path, *, progress_bar: bool = True)
     running_iou = None
     started = time.perf_counter()
     for batch in loader:
-        loss, terms, ious = batch_loss(predictor, batch, config.instance_weight)
+        loss, terms, ious = batch_loss(predictor, batch, config.instance_weight, config.choice_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)

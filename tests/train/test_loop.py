@@ -36,6 +36,27 @@ def test_instance_matching_pairs_each_object_with_the_query_that_paints_it():
     assert float(loss - without) == pytest.approx(0.5 * terms["instance"], rel=1e-4)
 
 
+def test_the_choice_term_is_a_softmax_over_the_objects_queries_and_ignores_what_they_share():
+    objects = torch.zeros(3, 16, 16)
+    objects[0, :8, :8], objects[1, :8, 8:], objects[2, 8:, :] = 1, 1, 1
+    masks = torch.full((1, 6, 4, 4), -8.0)
+    masks[0, 5, :2, :2] = masks[0, 2, :2, 2:] = masks[0, 0, 2:, :] = 8.0  # queries 5, 2, 0 paint objects 0, 1, 2
+    targets = Targets(objects[1:2].clone(), torch.ones(1, 16, 16, dtype=torch.bool), [objects], [(1,)])
+    from pipeline.model.mask_decoder import MaskDecoderOutput
+
+    seg = torch.tensor([0.5, -3.0, 2.0, 7.0, 9.0, -1.0])  # queries 1, 3, 4 paint nothing: outside the softmax
+    _, terms = criterion(MaskDecoderOutput(masks, seg[None, :, None], []), targets, choice_weight=1.0)
+    expected = -torch.log_softmax(torch.tensor([-1.0, 2.0, 0.5]), 0)[1]  # objects 0, 1, 2 via queries 5, 2, 0
+    assert terms["choice"] == pytest.approx(float(expected), rel=1e-5)
+    shifted = seg.clone()
+    shifted[[5, 2, 0]] += 4.0  # what the objects' queries share, e.g. "is an object"
+    _, moved = criterion(MaskDecoderOutput(masks, shifted[None, :, None], []), targets, choice_weight=1.0)
+    assert moved["choice"] == pytest.approx(terms["choice"], rel=1e-5) and moved["seg"] != terms["seg"]
+    plural = Targets(objects[:2].amax(0, keepdim=True), targets.valid, [objects], [(0, 1)])
+    _, none = criterion(MaskDecoderOutput(masks, seg[None, :, None], []), plural, choice_weight=1.0)
+    assert none["choice"] == 0.0  # an expression naming several objects has no single choice
+
+
 def test_a_few_steps_on_eight_samples_lower_the_loss():
     predictor = HyperSegPredictor.from_preset("tiny", seed=0)
     predictor.model.train()
