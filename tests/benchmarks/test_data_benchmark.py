@@ -1,22 +1,14 @@
 """The decode-throughput benchmark runs end to end on a tiny size and writes its rows (speed is not asserted)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "data.py"
+from . import run_script
 
 
 def test_benchmark_writes_a_row_per_kind(tmp_path):
     out = tmp_path / "data.json"
     args = ["--images", "3", "--videos", "1", "--frames", "3", "--width", "64", "--height", "48", "--repeats", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--out", str(out)], capture_output=True, text=True, check=True, env=env
-    )
+    result = run_script("data.py", *args, "--out", str(out))
     assert "frames/s per core for JPEG frames" in result.stdout and "met" in result.stdout
     report = json.loads(out.read_text())
     rows = {r["kind"]: r for r in report["rows"]}

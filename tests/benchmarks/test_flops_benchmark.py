@@ -3,17 +3,13 @@ the InstructSeg counts are the golden sequence's LLM, hand counts of the OVP and
 FlopCounterMode sees over the real predictors."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from ..model.reference import REFERENCE
+from . import ROOT, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "flops.py"
 KEEPS = [1.0, 0.5, 0.2, 0.1, 0.05]
 N = 729  # the tiny presets keep the real 27 x 27 SigLIP grid
 STAGES = ["siglip", "selection", "projector", "swin", "pixel_decoder", "fvp", "llm", "decoder"]
@@ -39,18 +35,13 @@ def benchmarks_on_path():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("flops") / "flops.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     (text, refer, _), (video_text, video_refer, _) = golden_layout("image"), golden_layout("video")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--preset", "tiny", "instructseg-tiny", "--out", str(out)]
-        + ["--text-tokens", str(text), "--refer-tokens", str(refer)]
-        + ["--video-text-tokens", str(video_text), "--video-refer-tokens", str(video_refer)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    result = run_script(
+        "flops.py",
+        *["--preset", "tiny", "instructseg-tiny", "--out", str(out)],
+        *["--text-tokens", str(text), "--refer-tokens", str(refer)],
+        *["--video-text-tokens", str(video_text), "--video-refer-tokens", str(video_refer)],
     )
-    assert result.returncode == 0, result.stderr
     return result.stdout, json.loads(out.read_text())
 
 

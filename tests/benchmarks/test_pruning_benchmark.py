@@ -1,19 +1,16 @@
 """The pruning benchmark runs end to end on a tiny size and writes its rows (speed is not asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning.py"
+from . import run_script
 
 
 def test_benchmark_writes_a_row_per_method_and_keep(tmp_path):
     out = tmp_path / "pruning.json"
     args = ["--batch", "2", "--side", "6", "--dim", "8", "--repeats", "1", "--keeps", "0.1,0.5", "--out", str(out)]
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=True)
+    result = run_script("pruning.py", *args)
     assert "x Gram" in result.stdout and "target EVTP" in result.stdout
     report = json.loads(out.read_text())
     rows = report["rows"]

@@ -2,17 +2,14 @@
 anything, writes numbers that agree with the run folders, and its statistics helpers give exact known values."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "study.py"
+from . import ROOT, run_script
+
 RUNS = [("none", 1.0), ("evtp", 0.1), ("random", 0.1), ("evtp:alpha=0.5", 0.1)]
 
 
@@ -24,19 +21,10 @@ def study_module():
     return study
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    result = run_script("--quick", "--out", str(out / "runs"), "--results", str(out / "results"))
+    result = run_script("study.py", "--quick", "--out", str(out / "runs"), "--results", str(out / "results"))
     report = json.loads((out / "results" / "study.json").read_text())
     return out, result.stdout, report
 
@@ -123,7 +111,7 @@ def test_a_rerun_redoes_nothing(quick):
     from pipeline.results import load
 
     out, _, report = quick
-    run_script("--quick", "--out", str(out / "runs"), "--results", str(out / "rerun"))
+    run_script("study.py", "--quick", "--out", str(out / "runs"), "--results", str(out / "rerun"))
     for name in ("refcoco", "revos"):
         for method, keep in RUNS:
             folder = out / "runs" / f"sweep-{name}" / "tiny" / f"{method.replace(':', '-').replace('=', '')}-{keep}"
