@@ -18,8 +18,8 @@ output: every object of the scene is matched to a query by Hungarian matching on
 matched query gets the BCE + dice of its object (weight ``instance_weight`` on the mean over objects). An
 expression that names one object then takes that object's query as its ``[SEG]`` positive, so the two terms agree;
 one naming several (their union is one target mask) is matched on its own as above. The matching and this rule
-hold at any weight; at weight 0 (the shipped recipe: words were bound to objects better without the term in
-500-step runs) the term itself is skipped.
+hold at any weight; at weight 0 (the recipe's: words were bound to objects better without the term in 500-step
+runs) the term itself is skipped.
 
 The choice term is also ours. Trained from scratch with the terms above, the model learns which queries are
 objects long before which object the words name: the ``[SEG]`` BCE is dominated by the easy negatives (the ~95
@@ -177,7 +177,10 @@ def prediction_loss(
         terms["instance"] = torch.stack(instance).mean()
     if choice and targets.objects is not None:
         choices = [
-            F.cross_entropy(seg[i, torch.from_numpy(rows)], torch.tensor(list(cols).index(targets.named[i][0])))
+            F.cross_entropy(
+                seg[i, torch.from_numpy(rows)],
+                torch.tensor(list(cols).index(targets.named[i][0]), device=seg.device),
+            )
             for i, (rows, cols) in enumerate(pairs)
             if len(targets.named[i]) == 1 and len(rows) > 1
         ]
