@@ -153,7 +153,7 @@ def _mask_terms(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
 
 
 def prediction_loss(
-    pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets: Targets, instance: bool = True, choice: bool = True
+    pred_masks: torch.Tensor, seg_logits: torch.Tensor, targets: Targets, instance: bool = False, choice: bool = False
 ) -> dict[str, torch.Tensor]:
     """The terms of one decoder prediction, each a mean over expressions (``instance``, ``choice``: add those
     terms, which need ``targets.objects``)."""
@@ -169,12 +169,12 @@ def prediction_loss(
     seg_loss = F.binary_cross_entropy_with_logits(seg, one_hot, pos_weight=pos_weight, reduction="none").mean(1)
     terms = {"seg": seg_loss.mean(), "bce": bce.mean(), "dice": dice.mean()}
     if instance and targets.objects is not None:
-        instance = []
+        per_expression = []
         for i, (rows, cols) in enumerate(pairs):
             up = _upsampled(pred_masks[i, torch.from_numpy(rows)], canvas).flatten(1)
             o_bce, o_dice = _mask_terms(up, targets.objects[i][torch.from_numpy(cols)].flatten(1), valid[i : i + 1])
-            instance.append((WEIGHTS["bce"] * o_bce + WEIGHTS["dice"] * o_dice).mean())
-        terms["instance"] = torch.stack(instance).mean()
+            per_expression.append((WEIGHTS["bce"] * o_bce + WEIGHTS["dice"] * o_dice).mean())
+        terms["instance"] = torch.stack(per_expression).mean()
     if choice and targets.objects is not None:
         choices = [
             F.cross_entropy(
