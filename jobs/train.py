@@ -38,6 +38,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--choice-weight", type=float, default=t.choice_weight, help="weight of the loss's choice term"
     )
+    parser.add_argument(
+        "--ground-weight", type=float, default=t.ground_weight, help="weight of the loss's grounding term"
+    )
     parser.add_argument("--images-per-step", type=int, default=d.images_per_step)
     parser.add_argument("--max-expressions", type=int, default=d.max_expressions, help="per image or clip")
     parser.add_argument("--clips-per-step", type=int, default=d.clips_per_step)
@@ -55,7 +58,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for name in ("steps", "images_per_step", "max_expressions", "clips_per_step", "clip_frames", "eval_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0 or args.warmup < 0 or args.video_every < 0 or min(args.instance_weight, args.choice_weight) < 0:
+    if (
+        args.lr <= 0
+        or args.warmup < 0
+        or args.video_every < 0
+        or min(args.instance_weight, args.choice_weight, args.ground_weight) < 0
+    ):
         parser.error("--lr must be positive and --warmup, --video-every and the loss weights non-negative")
     return args
 
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         instance_weight=args.instance_weight,
         choice_weight=args.choice_weight,
+        ground_weight=args.ground_weight,
         eval_every=args.eval_every,
         eval_images=args.eval_images,
         data=DataSettings(

@@ -187,6 +187,8 @@ class LlmOutput:
         refer_states: per sequence, ``(n_ref, hidden)`` the whole ``<refer>`` span (InstructSeg's VMTF reads it).
         temporal: ``(B, T, hidden)`` at the ``<temporal>`` positions (T = 0 without them).
         lengths: ``(B,)`` sequence lengths.
+        image: ``(B, K, hidden)`` at the visual tokens' positions, only when asked (training's grounding term;
+            at HyperSeg-3B size it is 7 MB per expression, so inference does not keep it).
     """
 
     seg: torch.Tensor
@@ -194,16 +196,19 @@ class LlmOutput:
     temporal: torch.Tensor
     lengths: torch.Tensor
     refer_states: list[torch.Tensor]
+    image: torch.Tensor | None = None
 
 
-def run_llm(llm: PhiModel, sequences: list[Assembled]) -> LlmOutput:
+def run_llm(llm: PhiModel, sequences: list[Assembled], image_states: bool = False) -> LlmOutput:
     """One batched prefill over assembled sequences (right-padded; pad keys masked)."""
     embeds, mask, positions = pad_sequences(sequences, 0)
     states = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
-    return read_states(states, sequences)
+    return read_states(states, sequences, image_states)
 
 
-def run_llm_shared(llm: PhiModel, sequences: list[Assembled], owner: list[int], prefix: int) -> LlmOutput:
+def run_llm_shared(
+    llm: PhiModel, sequences: list[Assembled], owner: list[int], prefix: int, image_states: bool = False
+) -> LlmOutput:
     """``run_llm`` where the first ``prefix`` tokens are the same for all sequences of one owner (frame).
 
     The prefix runs once per frame and its keys and values are cached; each sequence then runs only its
@@ -229,7 +234,7 @@ def run_llm_shared(llm: PhiModel, sequences: list[Assembled], owner: list[int], 
     mask = torch.cat([prefix_mask.index_select(0, rows), mask], dim=1)  # keys: prefix then suffix
     suffix = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache).last_hidden_state
     states = torch.cat([out.last_hidden_state.index_select(0, rows), suffix], dim=1)
-    return read_states(states, sequences)
+    return read_states(states, sequences, image_states)
 
 
 def pad_sequences(sequences: list[Assembled], start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -246,8 +251,9 @@ def pad_sequences(sequences: list[Assembled], start: int) -> tuple[torch.Tensor,
     return embeds, mask, positions
 
 
-def read_states(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
-    """The seg, refer and temporal read-outs from ``(B, L, hidden)`` final states."""
+def read_states(states: torch.Tensor, sequences: list[Assembled], image_states: bool = False) -> LlmOutput:
+    """The seg, refer and temporal read-outs from ``(B, L, hidden)`` final states (and the visual tokens' if
+    ``image_states``)."""
     b, device = len(sequences), states.device
     rows = torch.arange(b, device=device)[:, None]
     seg = states[rows, torch.stack([s.seg for s in sequences])]
@@ -255,7 +261,8 @@ def read_states(states: torch.Tensor, sequences: list[Assembled]) -> LlmOutput:
     refer = torch.stack([r.mean(0, keepdim=True) for r in refer_states])
     temporal = states[rows, torch.stack([s.temporal for s in sequences])]
     lengths = torch.tensor([len(s.embeds) for s in sequences])
-    return LlmOutput(seg=seg, refer=refer, temporal=temporal, lengths=lengths, refer_states=refer_states)
+    image = states[rows, torch.stack([s.image for s in sequences])] if image_states else None
+    return LlmOutput(seg=seg, refer=refer, temporal=temporal, lengths=lengths, refer_states=refer_states, image=image)
 
 
 def convert_llm(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

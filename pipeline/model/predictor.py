@@ -157,6 +157,8 @@ class HyperSegPredictor:
         self.tokenizer = tokenizer
         self.pruning = pruning or PruningConfig()
         self.share_prefix = share_prefix
+        # Training's grounding term reads the LLM's states at the visual tokens (``LlmOutput.image``).
+        self.image_states = False
         self.device = model.seg_query.device
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_token_id = int(pad)
@@ -355,7 +357,10 @@ class HyperSegPredictor:
         """Every expression's prefill, the first ``prefix`` tokens once per frame (None: whole sequences, and
         FastV's pruning inside); with the kept tokens per expression when FastV chose them."""
         if prefix is not None:
-            return run_llm_shared(self.model.llm, sequences, owner, prefix=prefix), None
+            out = run_llm_shared(self.model.llm, sequences, owner, prefix=prefix, image_states=self.image_states)
+            return out, None
+        if self.image_states:
+            raise ValueError("image states are read with the shared prefix only (share_prefix=True, no FastV)")
         pruned = run_llm_pruned(self.model.llm, sequences, self.pruning, encoded.selection.indices, owner)
         return pruned.llm, pruned.kept
 

@@ -34,7 +34,7 @@ from ..model.predictor import HyperSegPredictor
 from ..model.prompt import build_tiny_tokenizer, load_tokenizer
 from .data import Batch, Batches, DataSettings
 from .evaluate import evaluate_images, heldout_images
-from .loss import canvas_targets, criterion, top1_iou
+from .loss import canvas_targets, criterion, grounding_loss, token_cover, top1_iou
 from .tokenizer import build_synth_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class TrainConfig:
     clip_grad: float = 1.0
     instance_weight: float = 0.0  # the loss's instance term (pipeline.train.loss); 0 bound words better in short runs
     choice_weight: float = 2.0  # the loss's choice term (pipeline.train.loss)
+    # The loss's grounding term (pipeline.train.loss). Weight 1 against 0 in 500-step runs (48 held-out images):
+    # gIoU 0.279 against 0.255, and keeping 1 visual token cost 0.031 gIoU against 0.008.
+    ground_weight: float = 1.0
     seed: int = 0
     data: DataSettings = field(default_factory=DataSettings)
     eval_every: int = 400
@@ -69,7 +72,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, raw: dict) -> "TrainConfig":
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["data"].items()}  # JSON has no tuples
-        return cls(**{**raw, "data": DataSettings(**data)})
+        # Runs saved before the grounding term had none.
+        return cls(**{"ground_weight": 0.0, **raw, "data": DataSettings(**data)})
 
 
 @dataclass
@@ -131,11 +135,18 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Ad
 
 
 def batch_loss(
-    predictor: HyperSegPredictor, batch: Batch, instance_weight: float = 0.0, choice_weight: float = 0.0
+    predictor: HyperSegPredictor,
+    batch: Batch,
+    instance_weight: float = 0.0,
+    choice_weight: float = 0.0,
+    ground_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Mean loss over the batch's expression-frames, the last layer's terms, and each one's IoU ``(n, 2)``:
-    the top-1 query's and the best query's (``top1_iou``)."""
+    the top-1 query's and the best query's (``top1_iou``). A grounding weight needs ``predictor.image_states``."""
+    if ground_weight > 0 and not predictor.image_states:
+        raise ValueError("the grounding term reads the LLM's image states: set predictor.image_states = True")
     canvas = predictor.model.config.preprocess.canvas
+    grid = predictor.model.config.vision.grid
     total, count, terms, ious = torch.zeros(()), 0, {}, []
 
     def add(encoded, prefill, masks, objects, named):
@@ -148,6 +159,14 @@ def batch_loss(
             [torch.from_numpy(m) for m in masks], resized, canvas, [per_frame[f] for f in prefill.owner], named
         )
         loss, terms = criterion(output, targets, instance_weight, choice_weight)
+        if ground_weight > 0:
+            kept = encoded.selection.indices
+            cover = torch.stack(
+                [token_cover(torch.from_numpy(m), grid, kept[f]) for m, f in zip(masks, prefill.owner, strict=True)]
+            )
+            seg = torch.stack([states[-1] for states in prefill.llm.refer_states])  # [SEG] ends the <refer> span
+            ground = grounding_loss(seg, prefill.llm.image, cover)
+            loss, terms = loss + ground_weight * ground, {**terms, "ground": float(ground.detach())}
         n = len(masks)
         total, count = total + loss * n, count + n
         ious.append(top1_iou(output, targets))
@@ -240,6 +259,7 @@ def train(config: TrainConfig, folder: str | Path, *, progress_bar: bool = True)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     predictor = build(config, folder)
+    predictor.image_states = config.ground_weight > 0
     model = predictor.model.train()
     optimizer = optimizer_for(model, config)
     progress = load_state(folder, predictor, optimizer, config)
@@ -253,7 +273,9 @@ def train(config: TrainConfig, folder: str | Path, *, progress_bar: bool = True)
     running_iou = None
     started = time.perf_counter()
     for batch in loader:
-        loss, terms, ious = batch_loss(predictor, batch, config.instance_weight, config.choice_weight)
+        loss, terms, ious = batch_loss(
+            predictor, batch, config.instance_weight, config.choice_weight, config.ground_weight
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)

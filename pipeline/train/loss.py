@@ -1,4 +1,5 @@
-"""The training loss of a HyperSeg-shaped model: the referring loss of training.md §2, plus instance and choice terms.
+"""The training loss of a HyperSeg-shaped model: training.md §2's referring loss, plus instance, choice and grounding
+terms.
 
 PSALM's criterion (zamling/PSALM, ``psalm/model/mask_decoder/mask_criterion/pretrain_criterion.py``), the public
 stand-in for HyperSeg's, which ships none:
@@ -29,6 +30,16 @@ cross-entropy over the SEG logits of the instance-matched queries only (one per 
 object, for expressions naming one object. A softmax over the scene's objects ignores whatever the logits share
 across objects, so its whole gradient is the part the words must decide (in the spirit of MDETR's contrastive
 alignment, Kamath et al. 2021, §2.2).
+
+The grounding term is ours too. With the terms above the LLM needs no image at all: the decoder's queries
+cross-attend to the Swin pixels and find "the red circle" from the words' embedding alone (measured on a
+3,200-step run: keeping 1 of 729 visual tokens and zeroing the FVP tokens left held-out gIoU unchanged, 0.293
+against 0.285). Then token pruning cannot matter, the FVP state carries nothing, and places and relations, which
+need the words read against the image, stay below chance. The term asks the ``[SEG]`` token's last hidden state
+to point at its target among the visual tokens: a softmax over its scaled dot products with the LLM's states at
+the kept visual tokens, against the share of each token's patch the target covers (a soft cross-entropy, as in
+the reverse of MDETR's soft token prediction, which asks each object query for a distribution over the words
+that name it; Kamath et al. 2021, §2.2).
 
 Where PSALM samples 12,544 points by uncertainty to save GPU memory, here the mask terms cover every pixel of the
 image's extent on the padded canvas (training.md §5), with the logits upsampled there bilinearly as
@@ -186,6 +197,36 @@ def prediction_loss(
         ]
         terms["choice"] = torch.stack(choices).mean() if choices else seg.sum() * 0.0
     return terms
+
+
+def token_cover(mask: torch.Tensor, grid: tuple[int, int], kept: torch.Tensor) -> torch.Tensor:
+    """``(K,)`` the share of each kept visual token's patch that ``mask`` covers.
+
+    Args:
+        mask: ``(H, W)`` bool target in the original image; SigLIP sees the image squash-resized to its grid, so a
+            token's patch is the matching cell of an even ``grid`` division of the image.
+        grid: ``(h, w)`` SigLIP's token grid.
+        kept: ``(K,)`` raster indices of the kept tokens, in sequence order.
+    """
+    cover = F.adaptive_avg_pool2d(mask[None, None].float(), grid).flatten()
+    return cover.index_select(0, kept.to(cover.device))
+
+
+def grounding_loss(seg: torch.Tensor, image: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Mean over expressions of ``-sum_k p_k log softmax_k(image_k . seg / sqrt(D))``, ``p = cover / sum(cover)``.
+
+    Args:
+        seg: ``(E, D)`` each expression's ``[SEG]`` last hidden state.
+        image: ``(E, K, D)`` the LLM's last hidden states at its frame's kept visual tokens.
+        cover: ``(E, K)`` ``token_cover`` of its target; expressions whose target no kept token covers are left out.
+    """
+    logits = torch.einsum("ekd,ed->ek", image.float(), seg.float()) / seg.shape[-1] ** 0.5
+    total = cover.sum(1)
+    keep = total > 0
+    if not keep.any():
+        return logits.sum() * 0.0
+    target = cover[keep] / total[keep, None]
+    return -(target * F.log_softmax(logits[keep], dim=1)).sum(1).mean()
 
 
 def criterion(

@@ -9,7 +9,7 @@ from pipeline.model import HyperSegPredictor
 from pipeline.train import loop
 from pipeline.train.data import Batch, DataSettings, image_item
 from pipeline.train.loop import TrainConfig, batch_loss, optimizer_for, train
-from pipeline.train.loss import Targets, criterion, match
+from pipeline.train.loss import Targets, criterion, grounding_loss, match, token_cover
 
 SMALL = DataSettings(images_per_step=2, clips_per_step=1, video_every=2, clip_frames=2, max_expressions=2)
 
@@ -55,6 +55,37 @@ def test_the_choice_term_is_a_softmax_over_the_objects_queries_and_ignores_what_
     plural = Targets(objects[:2].amax(0, keepdim=True), targets.valid, [objects], [(0, 1)])
     _, none = criterion(MaskDecoderOutput(masks, seg[None, :, None], []), plural, choice_weight=1.0)
     assert none["choice"] == 0.0  # an expression naming several objects has no single choice
+
+
+def test_token_cover_is_each_patch_share_of_the_target_on_the_squashed_grid():
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[:2, :3] = True  # the top-left quarter of a 2 x 2 grid of 2 x 3 patches
+    mask[3, 5] = True  # one pixel of the bottom-right patch
+    assert token_cover(mask, (2, 2), torch.tensor([3, 0, 1])).tolist() == pytest.approx([1 / 6, 1.0, 0.0])
+
+
+def test_the_grounding_term_is_a_soft_cross_entropy_over_the_visual_tokens():
+    torch.manual_seed(0)
+    seg, image = torch.randn(2, 8), torch.randn(2, 5, 8)
+    cover = torch.tensor([[0.0, 1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])  # the second: no kept token covered
+    logits = image[0] @ seg[0] / 8**0.5
+    expected = -(torch.tensor([0, 2 / 3, 1 / 3, 0, 0]) * torch.log_softmax(logits, 0)).sum()
+    assert float(grounding_loss(seg, image, cover)) == pytest.approx(float(expected), rel=1e-5)
+    # The state that points at the target's tokens scores lower than one pointing away.
+    toward, away = image[0, 1] + image[0, 2], -(image[0, 1] + image[0, 2])
+    assert grounding_loss(toward[None], image[:1], cover[:1]) < grounding_loss(away[None], image[:1], cover[:1])
+
+
+def test_batch_loss_adds_the_grounding_term_from_the_llm_image_states():
+    predictor = HyperSegPredictor.from_preset("tiny", seed=0)
+    batch = Batch(0, [image_item(i, 0, SMALL) for i in range(2)], [])
+    with pytest.raises(ValueError, match="image_states"):  # inference does not keep them
+        batch_loss(predictor, batch, ground_weight=1.0)
+    predictor.image_states = True
+    plain, _, _ = batch_loss(predictor, batch)
+    grounded, terms, _ = batch_loss(predictor, batch, ground_weight=1.0)
+    assert terms["ground"] > 0
+    assert float(grounded) == pytest.approx(float(plain) + terms["ground"], rel=1e-4)
 
 
 def test_a_few_steps_on_eight_samples_lower_the_loss():
