@@ -199,11 +199,11 @@ class LlmOutput:
     image: torch.Tensor | None = None
 
 
-def run_llm(llm: PhiModel, sequences: list[Assembled], image_states: bool = False) -> LlmOutput:
+def run_llm(llm: PhiModel, sequences: list[Assembled]) -> LlmOutput:
     """One batched prefill over assembled sequences (right-padded; pad keys masked)."""
     embeds, mask, positions = pad_sequences(sequences, 0)
     states = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
-    return read_states(states, sequences, image_states)
+    return read_states(states, sequences)
 
 
 def run_llm_shared(

@@ -221,12 +221,12 @@ def grounding_loss(seg: torch.Tensor, image: torch.Tensor, cover: torch.Tensor) 
         cover: ``(E, K)`` ``token_cover`` of its target; expressions whose target no kept token covers are left out.
     """
     logits = torch.einsum("ekd,ed->ek", image.float(), seg.float()) / seg.shape[-1] ** 0.5
+    cover = cover.to(logits.device)  # built from the CPU masks; the states may be on CUDA
     total = cover.sum(1)
     keep = total > 0
     if not keep.any():
         return logits.sum() * 0.0
-    target = cover[keep] / total[keep, None]
-    return -(target * F.log_softmax(logits[keep], dim=1)).sum(1).mean()
+    return F.cross_entropy(logits[keep], cover[keep] / total[keep, None])  # class-probability targets
 
 
 def criterion(
