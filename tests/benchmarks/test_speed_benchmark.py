@@ -88,9 +88,9 @@ def test_the_prefix_and_suffix_counts_are_what_the_shared_predictor_computes():
     calls = []
     shared = llm_module.run_llm_shared
 
-    def counted(llm, sequences, owner, prefix):
+    def counted(llm, sequences, owner, prefix, **options):
         with FlopCounterMode(display=False) as counter:
-            out = shared(llm, sequences, owner, prefix)
+            out = shared(llm, sequences, owner, prefix, **options)
         calls.append((counter.get_total_flops(), prefix, len(sequences[0].embeds)))
         return out
 
