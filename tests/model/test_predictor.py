@@ -232,3 +232,46 @@ def test_compiled_predictor_gives_the_eager_results(images, tmp_path):
     for a, b in zip(eager, compiled, strict=True):
         assert a.query == b.query and a.score == pytest.approx(b.score, abs=1e-5)
         assert np.array_equal(a.mask, b.mask) and np.array_equal(a.kept, b.kept)
+
+
+@pytest.mark.parametrize("position_ids", ["contiguous", "original"])
+@pytest.mark.parametrize("task", ["referring", "video"])
+def test_pruning_is_deleting_the_dropped_tokens_from_the_unpruned_sequence(
+    predictor, images, position_ids, task, monkeypatch
+):
+    # The oracle for the whole pruning path (selection -> gather -> projector -> sequence): the pruned LLM input is
+    # the unpruned one with the dropped visual rows removed. A gather of the wrong tokens, kept tokens out of raster
+    # order or misplaced position ids all break it, also where keep 1.0 (the golden runs) cannot see them.
+    from pipeline.model import predictor as predictor_module
+
+    seen = []
+    shared = predictor_module.run_llm_shared
+
+    def capture(llm, sequences, *args, **options):
+        seen.append(sequences[0])
+        return shared(llm, sequences, *args, **options)
+
+    monkeypatch.setattr(predictor_module, "run_llm_shared", capture)
+    pruned_result = run(predictor, PruningConfig("evtp", 0.2, position_ids=position_ids), images[0], ["the cat"], task)
+    run(predictor, PruningConfig("none", 1.0, position_ids=position_ids), images[0], ["the cat"], task)
+    pruned, full = seen
+    kept = torch.as_tensor(pruned_result[0].kept)
+    assert len(kept) == 146 and len(full.image) == 729
+    # Visual rows: the projector ran on 146 rows instead of 729, which may round differently on other BLAS.
+    assert torch.allclose(pruned.embeds[pruned.image], full.embeds[full.image][kept], atol=1e-6)
+    dropped = torch.ones(729, dtype=torch.bool).index_fill_(0, kept, False)
+    rest = torch.ones(len(full.embeds), dtype=torch.bool)
+    rest[full.image[dropped]] = False  # the unpruned sequence without the dropped rows
+    text = rest.clone()
+    text[full.image] = False
+    pruned_text = torch.ones(len(pruned.embeds), dtype=torch.bool)
+    pruned_text[pruned.image] = False
+    assert torch.equal(pruned.embeds[pruned_text], full.embeds[text])  # the template, FVP tokens and words
+    assert torch.equal(pruned.image - pruned.image[0], torch.arange(len(kept)))
+    for name in ("seg", "refer", "temporal"):  # the spans sit where the unpruned ones do, less the dropped rows
+        assert torch.equal(getattr(pruned, name) + len(full.embeds) - len(pruned.embeds), getattr(full, name))
+    assert torch.equal(pruned.keep, full.keep[rest])
+    if position_ids == "original":  # every kept token and all text keep their unpruned positions
+        assert torch.equal(pruned.positions, full.positions[rest])
+    else:
+        assert torch.equal(pruned.positions, torch.arange(len(pruned.embeds)))
