@@ -267,7 +267,7 @@ def test_pruning_is_deleting_the_dropped_tokens_from_the_unpruned_sequence(
     pruned_text = torch.ones(len(pruned.embeds), dtype=torch.bool)
     pruned_text[pruned.image] = False
     assert torch.equal(pruned.embeds[pruned_text], full.embeds[text])  # the template, FVP tokens and words
-    assert torch.equal(pruned.image - pruned.image[0], torch.arange(len(kept)))
+    assert torch.equal(pruned.image, full.image[0] + torch.arange(len(kept)))  # one block where the image starts
     for name in ("seg", "refer", "temporal"):  # the spans sit where the unpruned ones do, less the dropped rows
         assert torch.equal(getattr(pruned, name) + len(full.embeds) - len(pruned.embeds), getattr(full, name))
     assert torch.equal(pruned.keep, full.keep[rest])
