@@ -234,6 +234,13 @@ def test_compiled_predictor_gives_the_eager_results(images, tmp_path):
         assert np.array_equal(a.mask, b.mask) and np.array_equal(a.kept, b.kept)
 
 
+def text_rows(sequence) -> torch.Tensor:
+    """``(L,)`` bool: the rows of an assembled sequence that are not visual tokens."""
+    rows = torch.ones(len(sequence.embeds), dtype=torch.bool)
+    rows[sequence.image] = False
+    return rows
+
+
 @pytest.mark.parametrize("position_ids", ["contiguous", "original"])
 @pytest.mark.parametrize("task", ["referring", "video"])
 def test_pruning_is_deleting_the_dropped_tokens_from_the_unpruned_sequence(
@@ -262,11 +269,7 @@ def test_pruning_is_deleting_the_dropped_tokens_from_the_unpruned_sequence(
     dropped = torch.ones(729, dtype=torch.bool).index_fill_(0, kept, False)
     rest = torch.ones(len(full.embeds), dtype=torch.bool)
     rest[full.image[dropped]] = False  # the unpruned sequence without the dropped rows
-    text = rest.clone()
-    text[full.image] = False
-    pruned_text = torch.ones(len(pruned.embeds), dtype=torch.bool)
-    pruned_text[pruned.image] = False
-    assert torch.equal(pruned.embeds[pruned_text], full.embeds[text])  # the template, FVP tokens and words
+    assert torch.equal(pruned.embeds[text_rows(pruned)], full.embeds[text_rows(full)])  # template, FVP, words
     assert torch.equal(pruned.image, full.image[0] + torch.arange(len(kept)))  # one block where the image starts
     for name in ("seg", "refer", "temporal"):  # the spans sit where the unpruned ones do, less the dropped rows
         assert torch.equal(getattr(pruned, name) + len(full.embeds) - len(pruned.embeds), getattr(full, name))
