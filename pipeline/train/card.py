@@ -1,5 +1,10 @@
 """The model card of a trained checkpoint: how it was made and what it scores on held-out data at keep 1.0.
 
+The card also asks whether the model reads its image through the LLM at all, which the pruning study presumes: a
+HyperSeg can find "the red circle" from the words alone, with the decoder matching them against Swin features, and
+then pruning the LLM's visual tokens changes nothing. So it gives the same expressions' gIoU with one visual token
+kept, the paired difference, and what answering with a random object of the scene would score.
+
 Written into the checkpoint folder as ``README.md`` (for people) and ``card.json`` (for the tests, which check that
 the shipped checkpoint still scores its card's ``test_set`` numbers). Held-out data is the ``val`` split of the
 synthetic world, whose seeds no training sample uses (``pipeline.synth.samples``).
@@ -13,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..metrics.bootstrap import interval
+from ..config import PruningConfig
+from ..metrics.bootstrap import interval, paired
+from ..metrics.refer import score_pair
 from ..model import load
 from ..model.predictor import HyperSegPredictor
 from ..synth.samples import ImageSample, generator, reasonseg_image
@@ -35,6 +42,43 @@ def image_rows(predictor: HyperSegPredictor, samples: list[ImageSample]) -> list
                 rows.append({"image": index, "family": expression.family, "iou": scores.ious[k], "area": truth.mean()})
                 k += 1
     return rows
+
+
+def chance_iou(sample: ImageSample, targets) -> float:
+    """The expected IoU of answering with one of the scene's objects, each as likely."""
+    truth = image_target(sample, targets)
+    return float(np.mean([score_pair(o.visible, truth).iou for o in sample.scene.objects]))
+
+
+def reliance_summary(predictor: HyperSegPredictor, samples: list[ImageSample], rows: list[dict]) -> dict:
+    """``rows`` (``image_rows`` at keep 1.0) against the same expressions with one visual token kept by EVTP.
+
+    A difference whose interval excludes 0 means the LLM's visual tokens carry information the masks use.
+    """
+    pruning = predictor.pruning
+    predictor.pruning = PruningConfig("evtp", 1)
+    try:
+        one = image_rows(predictor, samples)
+    finally:
+        predictor.pruning = pruning
+    groups = [r["image"] for r in rows]
+    full, single = [r["iou"] for r in rows], [r["iou"] for r in one]
+    drop = paired(full, single, groups=groups)
+    chance = [
+        chance_iou(sample, e.targets)
+        for sample in samples
+        for kind in ("referring", "reasoning")
+        for e in sample.expressions
+        if e.kind == kind
+    ]
+    return {
+        "giou_keep_1.0": float(np.mean(full)),
+        "giou_one_token": float(np.mean(single)),
+        "drop": drop.difference.value,
+        "drop_ci": [drop.difference.low, drop.difference.high],
+        "drop_p": drop.p_value,
+        "chance_giou": float(np.mean(chance)),
+    }
 
 
 def image_summary(rows: list[dict]) -> dict:
@@ -86,12 +130,14 @@ def video_summary(predictor: HyperSegPredictor, count: int) -> dict:
 
 def evaluate_card(predictor: HyperSegPredictor, images: int, videos: int, reasoning: int) -> dict:
     """Every number of the card."""
-    refcoco = image_rows(predictor, heldout_images(images))
+    samples = heldout_images(images)
+    refcoco = image_rows(predictor, samples)
     reason = image_rows(predictor, [reasonseg_image(generator("val", "reasonseg", i)) for i in range(reasoning)])
     test_images = evaluate_images(predictor, heldout_images(TEST_IMAGES))
     test_videos = [j for s in heldout_videos(TEST_VIDEOS) for j in evaluate_video(predictor, s)]
     return {
         "refcoco": image_summary(refcoco),
+        "reliance": reliance_summary(predictor, samples, refcoco),
         "reasonseg": image_summary(reason),
         "video": video_summary(predictor, videos),
         "test_set": {
@@ -178,6 +224,19 @@ def render(card: dict) -> str:
                 f"| {name} expressions | {video['videos']} | {v['n']} | {v['j']:.3f} [{v['j_ci'][0]:.3f}, "
                 f"{v['j_ci'][1]:.3f}] | {v['j_alone']:.3f} [{v['j_alone_ci'][0]:.3f}, {v['j_alone_ci'][1]:.3f}] |"
             )
+    if "reliance" in h:  # cards written before the reliance check have none
+        r = h["reliance"]
+        lines += [
+            "",
+            "Does the LLM read the image? The RefCOCO-style expressions again, with one visual token kept (EVTP); "
+            "the drop's interval is a paired bootstrap over images. A random object of each scene scores the "
+            "chance gIoU.",
+            "",
+            "| gIoU, keep 1.0 | gIoU, one visual token | drop | chance |",
+            "|---|---|---|---|",
+            f"| {r['giou_keep_1.0']:.3f} | {r['giou_one_token']:.3f} | {r['drop']:+.3f} [{r['drop_ci'][0]:+.3f}, "
+            f"{r['drop_ci'][1]:+.3f}] (p {r['drop_p']:.3f}) | {r['chance_giou']:.3f} |",
+        ]
     lines += [
         "",
         "Per family (RefCOCO-style and ReasonSeg-style images):",
