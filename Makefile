@@ -26,7 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/flops.py
 	$(PY) benchmarks/data.py
 
-# The training recipe (v4, f28eb1f: 116 min on 2 cores shared with other work; rerun to resume), then the pruning study (hours; resumable).
+# The training recipe (the shipped v5, 5e8ee3d: 70 min on 2 cores shared with other work; rerun to resume), then the pruning study (hours; resumable).
 train: $(STAMP)
 	$(PY) jobs/train.py --out runs/train-synth --copy-to checkpoints/synth-hyperseg
 

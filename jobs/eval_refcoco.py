@@ -1,6 +1,6 @@
 """Image evaluation: RefCOCO, RefCOCO+, RefCOCOg and ReasonSeg; gIoU and cIoU per split (LISA's definitions).
 
-    python jobs/eval_refcoco.py                                 # built-in RefCOCO + ReasonSeg fixture, tiny preset
+    python jobs/eval_refcoco.py                                 # held-out synthetic RefCOCO + ReasonSeg, shipped model
     python jobs/eval_refcoco.py --shards shards/refcocog-val/manifest.json --checkpoint /models/HyperSeg-3B \
         --method evtp --keep 0.2 --output runs/refcocog-evtp-0.2
 
@@ -15,18 +15,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipeline.data.fixtures.reasonseg import write_reasonseg  # noqa: E402
-from pipeline.data.fixtures.refcoco import write_refcoco  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
 from pipeline.engine import run  # noqa: E402
-from pipeline.engine.cli import add_run_arguments, config_from_args, fixture_shards, format_table, write_report  # noqa: E402
+from pipeline.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    config_from_args,
+    fixture_shards,
+    format_table,
+    write_overlay,
+    write_report,
+)
 from pipeline.engine.report import IMAGE_COLUMNS, image_summary  # noqa: E402
 from pipeline.results import load  # noqa: E402
+from pipeline.synth.write import write_reasonseg, write_refcoco  # noqa: E402
 
 
 def fixture(folder: Path) -> str:
-    write_refcoco(folder / "refer")
-    write_reasonseg(folder / "reasonseg")
+    """Held-out scenes of the synthetic world, in the RefCOCO and ReasonSeg layouts."""
+    write_refcoco(folder / "refer", split="val", count=8)
+    write_reasonseg(folder / "reasonseg", split="val", count=4)
     samples = [
         *FORMATS["refcoco"](folder / "refer", split="val"),
         *FORMATS["reasonseg"](folder / "reasonseg", split="val"),
@@ -48,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary.samples} images, {summary.expressions} expressions, {summary.errors} errors"
     )
     text = header + "\n" + format_table(rows, IMAGE_COLUMNS)
+    if summary.expressions:
+        text += f"\noverlay: {write_overlay(config.output.uri, config.data.shards)}"
     print(text)
     write_report(config.output.uri, "eval_refcoco", text, {"summary": vars(summary), "rows": rows})
     return 0

@@ -1,6 +1,6 @@
 """Video evaluation: ReVOS, MeViS, Ref-DAVIS17-style sets; J, F, J&F (and A, R for ReVOS) per split.
 
-    python jobs/eval_revos.py                                   # built-in ReVOS + MeViS fixture, tiny preset
+    python jobs/eval_revos.py                                   # held-out synthetic ReVOS videos, shipped model
     python jobs/eval_revos.py --shards s3://bucket/revos-valid/manifest.json --checkpoint /models/HyperSeg-3B \
         --method evtp --keep 0.2 --actors 8 --output s3://bucket/runs/revos-evtp-0.2
     ray job submit --working-dir . -- python jobs/eval_revos.py --shards ... --output ...
@@ -20,22 +20,25 @@ import fsspec  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline.data import Sample, read_samples  # noqa: E402
-from pipeline.data.fixtures.revos import write_mevis, write_revos  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
 from pipeline.engine import run  # noqa: E402
-from pipeline.engine.cli import add_run_arguments, config_from_args, fixture_shards, format_table, write_report  # noqa: E402
+from pipeline.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    config_from_args,
+    fixture_shards,
+    format_table,
+    write_overlay,
+    write_report,
+)
 from pipeline.engine.report import VIDEO_COLUMNS, video_summary  # noqa: E402
 from pipeline.results import decode_mask, load  # noqa: E402
+from pipeline.synth.write import write_revos  # noqa: E402
 
 
 def fixture(folder: Path) -> str:
-    write_revos(folder / "revos")
-    write_mevis(folder / "mevis")
-    samples = [
-        *FORMATS["revos"](folder / "revos", split="valid"),
-        *FORMATS["mevis"](folder / "mevis", split="valid_u"),
-    ]
-    return fixture_shards(folder, samples)
+    """Held-out videos of the synthetic world in the ReVOS layout (with its motion-only expressions)."""
+    write_revos(folder / "revos", split="valid", count=4, frames=6)
+    return fixture_shards(folder, list(FORMATS["revos"](folder / "revos", split="valid")))
 
 
 def export_png(shards: str, predictions, directory: str) -> int:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary.shards_done} shards done, {summary.shards_skipped} skipped"
     )
     text = header + "\n" + format_table(rows, VIDEO_COLUMNS)
+    if summary.frames:
+        text += f"\noverlay: {write_overlay(config.output.uri, config.data.shards)}"
     if args.export_png:
         written = export_png(config.data.shards, load(config.output.uri, "predictions"), args.export_png)
         text += f"\nexported {written} masks to {args.export_png}/Annotations"

@@ -1,7 +1,7 @@
 """Pseudo-label an unlabeled corpus: every prompt on every image or video frame, masks and scores kept.
 
     python jobs/pseudo_label.py --shards s3://bucket/photos/manifest.json --output s3://bucket/labels --threshold 0.5
-    python jobs/pseudo_label.py                       # built-in fixture (a folder of images and an mp4), tiny preset
+    python jobs/pseudo_label.py                       # built-in fixture (a folder of images and an mp4), shipped model
 
 Make the shards with ``jobs/make_shards.py --format folder --prompts prompts.txt``. Every prediction goes to the
 ``predictions`` table; those at or above ``--threshold`` are the pseudo-labels, summarised per prompt.

@@ -1,6 +1,6 @@
 """Models x methods x keep ratios on one set: one table of accuracy, coverage and throughput, and a plot.
 
-    python jobs/sweep.py                                        # ReVOS + MeViS fixture, HyperSeg and InstructSeg
+    python jobs/sweep.py                                # synthetic ReVOS fixture, HyperSeg and InstructSeg
     python jobs/sweep.py --shards shards/revos-valid/manifest.json \
         --models /models/HyperSeg-3B,/models/InstructSeg --keeps 0.05,0.1,0.2 --output runs/sweep-revos
 

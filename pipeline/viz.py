@@ -298,6 +298,48 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return args.out
 
 
+def run_overlay(output: str, shards: str, *, count: int = 4, longest: int = 256) -> Image.Image:
+    """The first expression of a run's first ``count`` samples, side by side: a frame with the predicted mask and
+    the kept tokens.
+
+    Video expressions show the frame where their mask is largest; the title gives the expression and, when the
+    run has metrics, its IoU (images) or J (videos).
+    """
+    from .data import Sample, read_samples
+    from .results import decode_mask, load
+
+    predictions = load(output, "predictions")
+    if predictions.empty:
+        raise ValueError(f"{output} has no predictions to draw")
+    tokens, metrics = load(output, "tokens"), load(output, "metrics")
+    chosen = predictions[["sample_key", "expression_id"]].drop_duplicates("sample_key").head(count)
+    wanted = set(chosen.sample_key)
+    samples = {s.key: s for s in read_samples(shards) if isinstance(s, Sample) and s.key in wanted}
+    panels, titles = [], []
+    for key, expression_id in chosen.itertuples(index=False):
+        rows = predictions[(predictions.sample_key == key) & (predictions.expression_id == expression_id)]
+        masks = [decode_mask(r) for _, r in rows.iterrows()]
+        largest = int(np.argmax([m.sum() for m in masks]))  # the first frame, if every mask is empty
+        row = rows.iloc[largest]
+        frame = Image.fromarray(samples[key].frames()[int(row.frame_index)])
+        panel = mask_overlay(frame, masks[largest])
+        frame_tokens = tokens[(tokens.sample_key == key) & (tokens.frame_index == row.frame_index)]
+        own = frame_tokens[frame_tokens.expression_id.isna() | (frame_tokens.expression_id == expression_id)]
+        if len(own):
+            t = own.iloc[0]
+            grid = (int(t.grid_h), int(t.grid_w))
+            panel = token_dots(_scaled(panel, longest), t.kept, grid, kept_colour=(255, 200, 0), pruned_colour=None)
+        else:  # keep 1.0 (method none) stores no selection
+            panel = _scaled(panel, longest)
+        text = next(e.text for e in samples[key].expressions if e.id == expression_id)
+        score = metrics[(metrics.sample_key == key) & (metrics.expression_id == expression_id)]
+        if len(score):
+            text = f"{'J' if samples[key].is_video else 'IoU'} {score.j.iloc[0]:.2f}: {text}"
+        panels.append(panel)
+        titles.append(text[: panel.width // 6])  # PIL's default font is about 6 pixels a character
+    return side_by_side(panels, titles)
+
+
 if __name__ == "__main__":
     main()
 

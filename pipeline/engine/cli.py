@@ -3,7 +3,8 @@
 Common flags: ``--shards``, ``--output``, ``--preset`` or ``--checkpoint``, ``--method``, ``--keep``, ``--option``,
 ``--actors``, ``--batch-size``, ``--max-attempts``, ``--address``. Without ``--shards`` a job runs on its
 small built-in fixture (written in the official layout, converted to shards under the run folder's hidden
-``_fixture/``) with the ``tiny`` preset.
+``_fixture/``); without ``--preset`` or ``--checkpoint`` it runs the shipped checkpoint, the miniature trained on the
+synthetic world (``checkpoints/synth-hyperseg``).
 """
 
 import argparse
@@ -20,6 +21,8 @@ from ..data import write_shards
 logger = logging.getLogger(__name__)
 
 REPORT = "_report"
+# The miniature HyperSeg trained on the synthetic world (jobs/train.py), committed with its card.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "synth-hyperseg"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
@@ -30,7 +33,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     weights.add_argument(
         "--preset", default=None, help="random-weight preset: tiny, bench, hyperseg-3b, instructseg(-tiny/-bench)"
     )
-    weights.add_argument("--checkpoint", help="a HyperSeg or InstructSeg checkpoint folder in the released layout")
+    weights.add_argument(
+        "--checkpoint",
+        help="a HyperSeg or InstructSeg checkpoint folder in the released layout (default: the shipped miniature, "
+        "checkpoints/synth-hyperseg)",
+    )
     parser.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16, float16")
     parser.add_argument(
         "--method",
@@ -104,11 +111,10 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
         shards = fixture(folder)
         logger.info("no --shards: using the built-in fixture %s", shards)
     speed = {"dtype": args.dtype, "share_prefix": not args.no_share_prefix, "compile": args.compile}
-    model = (
-        ModelConfig(preset=None, checkpoint=args.checkpoint, **speed)
-        if args.checkpoint
-        else ModelConfig(preset=args.preset or "tiny", **speed)
-    )
+    if args.preset:
+        model = ModelConfig(preset=args.preset, **speed)
+    else:
+        model = ModelConfig(preset=None, checkpoint=args.checkpoint or str(SHIPPED_CHECKPOINT), **speed)
     return RunConfig(
         data=DataConfig(shards),
         output=OutputConfig(args.output),
@@ -147,6 +153,16 @@ def write_report(output: str, name: str, text: str, data: object) -> str:
     with fs.open(f"{root}/{REPORT}/{name}.json", "w") as f:
         json.dump(data, f, indent=1, sort_keys=True, default=str)
     return f"{output.rstrip('/')}/{REPORT}/{name}.txt"
+
+
+def write_overlay(output: str, shards: str) -> str:
+    """``{output}/_report/overlay.png``: the run's first expressions with their masks and kept tokens."""
+    from ..viz import run_overlay  # drawing is only needed here
+
+    url = f"{output.rstrip('/')}/{REPORT}/overlay.png"
+    with fsspec.open(url, "wb") as f:
+        run_overlay(output, shards).save(f, format="PNG")
+    return url
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

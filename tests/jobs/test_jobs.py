@@ -1,17 +1,19 @@
-"""The jobs run end to end on their built-in fixtures (tiny preset, in-process) and write their reports."""
+"""The jobs run end to end on their built-in fixtures (the shipped checkpoint unless a preset is given, in-process)
+and write their reports."""
 
 import argparse
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import pseudo_label  # noqa: E402
 
 from pipeline.engine.cli import format_table, keep_value, option_value  # noqa: E402
-from pipeline.results import load  # noqa: E402
+from pipeline.results import decode_mask, load  # noqa: E402
 
 
 def test_pseudo_label_on_its_fixture(tmp_path, capsys):
@@ -71,18 +73,19 @@ def test_eval_revos_on_its_fixture_with_png_export(tmp_path, capsys):
     out, png = tmp_path / "revos", tmp_path / "png"
     assert eval_revos.main(["--output", str(out), "--no-ray", "--export-png", str(png)]) == 0
     text = capsys.readouterr().out
-    assert "revos    valid    overall" in text and "mevis    valid_u  all" in text
+    assert "synth-hyperseg, evtp keep 0.2: 4 videos, 24 frames, 0 errors" in text
     report = json.loads((out / "_report" / "eval_revos.json").read_text())
-    assert {(r["dataset"], r["category"]) for r in report["rows"]} == {
+    assert [(r["dataset"], r["category"]) for r in report["rows"]] == [
         ("revos", "referring"),
         ("revos", "reasoning"),
         ("revos", "overall"),
-        ("mevis", "all"),
-    }
+    ]
+    assert report["rows"][0]["expressions"] == len(load(str(out), "metrics")) > 0
     predictions = load(str(out), "predictions")
     pngs = sorted(png.glob("Annotations/**/*.png"))
     assert len(pngs) == len(predictions) > 0
-    assert any("UVO" in str(p) for p in pngs)  # original ReVOS ids with slashes become folders again
+    assert all(p.relative_to(png).parts[1:3] == ("synth", "valid") for p in pngs)  # ids with slashes: folders again
+    _assert_overlay(out, text, panels=4)
 
 
 def test_eval_refcoco_on_its_fixture(tmp_path, capsys):
@@ -94,6 +97,23 @@ def test_eval_refcoco_on_its_fixture(tmp_path, capsys):
     for row in report["rows"]:
         group = metrics[metrics.dataset == row["dataset"]]
         assert row["cIoU"] == pytest.approx(100 * group.intersection.sum() / (group.union.sum() + 1e-10), rel=1e-6)
+    _assert_overlay(out, capsys.readouterr().out, panels=4)
+
+
+def _assert_overlay(out: Path, text: str, panels: int) -> None:
+    """The job printed where its overlay is, and the overlay holds ``panels`` frames with the mask's colour."""
+    from PIL import Image
+
+    from pipeline.viz import MASK_COLOUR
+
+    overlay = out / "_report" / "overlay.png"
+    assert f"overlay: {overlay}" in text
+    pixels = np.asarray(Image.open(overlay).convert("RGB"))
+    predictions = load(str(out), "predictions")
+    drawn = predictions[["sample_key", "expression_id"]].drop_duplicates("sample_key").head(panels)
+    drawn_masks = predictions.merge(drawn).apply(lambda row: decode_mask(row).any(), axis=1)
+    assert (pixels == MASK_COLOUR).all(axis=-1).any() == drawn_masks.any()  # the masks are drawn
+    assert pixels.shape[1] > panels * 64  # one panel per sample, its longer side 256 px
 
 
 def test_sweep_runs_every_family_and_writes_one_table_and_a_plot(tmp_path, capsys):
