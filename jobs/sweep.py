@@ -1,6 +1,6 @@
 """Models x methods x keep ratios on one set: one table of accuracy, coverage and throughput, and a plot.
 
-    python jobs/sweep.py                                # synthetic ReVOS fixture, HyperSeg and InstructSeg
+    python jobs/sweep.py                                # synthetic ReVOS fixture, the shipped model
     python jobs/sweep.py --shards shards/revos-valid/manifest.json \
         --models /models/HyperSeg-3B,/models/InstructSeg --keeps 0.05,0.1,0.2 --output runs/sweep-revos
 
@@ -26,6 +26,7 @@ from eval_revos import fixture  # noqa: E402
 from pipeline.config import ModelConfig, OutputConfig  # noqa: E402
 from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
+    SHIPPED_CHECKPOINT,
     add_run_arguments,
     config_from_args,
     format_table,
@@ -50,7 +51,7 @@ COLUMNS = [
     "expressions",
     "errors",
 ]
-DEFAULT_MODELS = "tiny,instructseg-tiny"
+DEFAULT_MODELS = str(SHIPPED_CHECKPOINT)
 # FastV's K defaults to 2; the tiny presets' LLM has only 2 layers, so the fixture sweep ranks at layer 1.
 DEFAULT_METHODS = "evtp,kcenter,divprune,random,grid,visionzip,fastv:layer=1"
 
