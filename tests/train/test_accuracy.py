@@ -29,16 +29,22 @@ def images():
 
 
 @pytest.fixture(scope="module")
+def videos(predictor):
+    """Each test video with its per-expression J, the FVP state carried (as the card's ``video_j``)."""
+    return [(sample, evaluate_video(predictor, sample)) for sample in heldout_videos(TEST_VIDEOS)]
+
+
+@pytest.fixture(scope="module")
 def full(predictor, images):
     assert predictor.pruning == PruningConfig()  # keep 1.0, as the card
     return evaluate_images(predictor, images)
 
 
-def test_the_shipped_checkpoint_reaches_its_cards_accuracy(predictor, full):
+def test_the_shipped_checkpoint_reaches_its_cards_accuracy(full, videos):
     assert CARD["images"] == TEST_IMAGES and CARD["videos"] == TEST_VIDEOS
     assert full.giou == pytest.approx(CARD["giou"], abs=TOLERANCE)
     assert full.ciou == pytest.approx(CARD["ciou"], abs=TOLERANCE)
-    video_j = np.mean([j for sample in heldout_videos(TEST_VIDEOS) for j in evaluate_video(predictor, sample)])
+    video_j = np.mean([j for _, scores in videos for j in scores])
     assert video_j == pytest.approx(CARD["video_j"], abs=TOLERANCE)
 
 
@@ -56,11 +62,10 @@ def test_evtp_at_keep_0_2_keeps_90_percent_of_the_accuracy(predictor, images, fu
     reason="not met yet: the shipped model's FVP state carries no motion (card: motion J 0.285 carried, 0.284 "
     "frame by frame on 126 expressions); issue 13 stays open until a checkpoint passes this",
 )
-def test_the_carried_video_state_beats_frame_by_frame_on_motion_expressions(predictor):
+def test_the_carried_video_state_beats_frame_by_frame_on_motion_expressions(predictor, videos):
     carried, alone = [], []
-    for sample in heldout_videos(TEST_VIDEOS):
+    for sample, with_state in videos:
         motion = [e.family in MOTION_FAMILIES for e in sample.expressions]
-        with_state = evaluate_video(predictor, sample, carry=True)
         without = evaluate_video(predictor, sample, carry=False)
         carried += [j for j, m in zip(with_state, motion, strict=True) if m]
         alone += [j for j, m in zip(without, motion, strict=True) if m]
