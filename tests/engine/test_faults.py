@@ -4,7 +4,9 @@ hosted by ``cluster_host.py``).
 Each case runs the real job command (``jobs/pseudo_label.py --address ...``) as the driver process, breaks
 something mid-run, and checks the output against the input manifest: every (sample, expression) exactly
 once, no errors, and a ``runs`` row that says what happened. The attempt records (``_attempts/``) name the
-pid and node of every shard attempt, which is how the test finds an actor or node that is mid-shard.
+pid and node of every shard attempt, which is how the test finds the actor or node that is mid-shard; a
+hook in the driver's workers holds one sample at a gate file, so that shard stays mid-flight until the
+fault has been done (the fault can never lose a race with the shard finishing).
 """
 
 import json
@@ -67,10 +69,50 @@ def manifest(tmp_path_factory):
     return root / "manifest.json"
 
 
-def driver(cluster, manifest: Path, out: Path, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "jobs/pseudo_label.py", "--shards", str(manifest), "--output", str(out)]
-    command += ["--preset", "tiny", "--actors", "2", "--address", cluster.address]
+def driver(cluster, manifest: Path, out: Path, log: Path, *, hook: tuple[str, str] | None = None, extra=()):
+    """The job command as a driver process. ``hook=(key, action)``: in every Ray worker of this driver, the
+    statement ``action`` runs when the sample ``key`` is reached (see ``HOOKED``)."""
+    args = ["--shards", str(manifest), "--output", str(out), "--preset", "tiny", "--actors", "2", *extra]
+    if hook is None:
+        command = [sys.executable, "jobs/pseudo_label.py", *args, "--address", cluster.address]
+    else:
+        command = [sys.executable, "-c", HOOKED.format(key=hook[0], action=hook[1]), cluster.address, *args]
     return subprocess.Popen(command, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT)
+
+
+HOOKED = """
+import os
+import sys
+import time
+
+import ray
+
+
+def wait_for_gate(path):
+    while not os.path.exists(path):
+        time.sleep(0.05)
+
+
+def install():
+    # In every Ray worker of this driver: what happens when the sample {key!r} is reached.
+    from pipeline.engine import worker
+
+    original = worker.ShardProcessor.sample_rows
+
+    def sample_rows(self, url, sample, *args, **kwargs):
+        if sample.key == {key!r}:
+            {action}
+        return original(self, url, sample, *args, **kwargs)
+
+    worker.ShardProcessor.sample_rows = sample_rows
+
+
+ray.init(address=sys.argv[1], runtime_env={{"worker_process_setup_hook": install}})
+sys.path.insert(0, "jobs")
+import pseudo_label
+
+pseudo_label.main(sys.argv[2:])
+"""
 
 
 def finish(process: subprocess.Popen, log: Path) -> None:
@@ -96,11 +138,19 @@ def wait_for(condition, process: subprocess.Popen, log: Path):
     raise AssertionError("timed out waiting")
 
 
-def in_flight(out: Path) -> list[dict]:
-    """Attempts of shards not yet committed: the work a fault now would interrupt."""
-    sink = Sink(str(out))
-    done = sink.done()
-    return [a for a in sink.attempts() if a["shard_id"] not in done]
+def hold(manifest: Path, tmp_path: Path, shard: int = 3) -> tuple[tuple[str, str], Path, str]:
+    """A hook that holds a sample in the middle of shard ``shard`` until a gate file exists, so the test knows
+    a shard that is mid-flight and stays so until it opens the gate (no race with the shard finishing first).
+    Returns (the hook, the gate, the shard's stem)."""
+    uri = json.loads(manifest.read_text())["shards"][shard]["uri"]
+    gate = tmp_path / "gate"
+    hook = (image_sample(shard * PER_SHARD + 2).key, f"wait_for_gate({str(gate)!r})")
+    return hook, gate, uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def held(out: Path, stem: str) -> list[dict]:
+    """The attempts of the held shard (its id is its stem plus a hash of its URL)."""
+    return [a for a in Sink(str(out)).attempts() if a["shard_id"].startswith(f"{stem}-")]
 
 
 def assert_exactly_once(out: Path, manifest: Path, missing: tuple[str, ...] = ()) -> None:
@@ -131,9 +181,11 @@ def alive(pid: int) -> bool:
 
 def test_an_actor_killed_mid_shard_is_retried(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    process = driver(cluster, manifest, out, log)
-    (victim, *_) = wait_for(lambda: in_flight(out), process, log)
+    hook, gate, stem = hold(manifest, tmp_path)
+    process = driver(cluster, manifest, out, log, hook=hook)
+    (victim,) = wait_for(lambda: held(out, stem), process, log)  # mid-shard until the gate opens
     os.kill(victim["pid"], signal.SIGKILL)
+    gate.touch()
     finish(process, log)
     assert_exactly_once(out, manifest)
     (row,) = load(str(out), "runs").itertuples()
@@ -144,9 +196,11 @@ def test_an_actor_killed_mid_shard_is_retried(cluster, manifest, tmp_path):
 
 def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    process = driver(cluster, manifest, out, log)
-    (victim, *_) = wait_for(lambda: in_flight(out), process, log)
+    hook, gate, stem = hold(manifest, tmp_path)
+    process = driver(cluster, manifest, out, log, hook=hook)
+    (victim,) = wait_for(lambda: held(out, stem), process, log)  # mid-shard until the gate opens
     cluster.ask(f"remove {victim['node_id']}")
+    gate.touch()
     try:
         finish(process, log)
     finally:
@@ -160,8 +214,9 @@ def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
 
 def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    process = driver(cluster, manifest, out, log)
-    wait_for(lambda: Sink(str(out)).done() and in_flight(out), process, log)
+    hook, gate, stem = hold(manifest, tmp_path)  # the gate stays shut: this shard is never committed by the first run
+    process = driver(cluster, manifest, out, log, hook=hook)
+    wait_for(lambda: Sink(str(out)).done() and held(out, stem), process, log)
     process.send_signal(signal.SIGKILL)
     process.wait()
     # Ray ends a dead driver's actors; wait for them, so the shards they held stay uncommitted.
@@ -184,42 +239,11 @@ def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, manife
     assert {s["run_id"] for s in sink.stats() if s["shard_id"] in committed} == {first.run_id}
 
 
-POISONED = """
-import os
-import sys
-
-import ray
-
-
-def install():
-    # In every Ray worker: the sample {key!r} kills its process, as the out-of-memory killer would.
-    from pipeline.engine import worker
-
-    original = worker.ShardProcessor.sample_rows
-
-    def sample_rows(self, url, sample, *args, **kwargs):
-        if sample.key == {key!r}:
-            os._exit(1)
-        return original(self, url, sample, *args, **kwargs)
-
-    worker.ShardProcessor.sample_rows = sample_rows
-
-
-ray.init(address=sys.argv[1], runtime_env={{"worker_process_setup_hook": install}})
-sys.path.insert(0, "jobs")
-import pseudo_label
-
-pseudo_label.main(sys.argv[2:])
-"""
-
-
 def test_a_shard_whose_workers_keep_dying_is_given_up_and_the_rest_is_kept(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
     poisoned = 3
-    script = POISONED.format(key=image_sample(poisoned * PER_SHARD + 2).key)
-    command = [sys.executable, "-c", script, cluster.address, "--shards", str(manifest), "--output", str(out)]
-    command += ["--preset", "tiny", "--actors", "2", "--max-attempts", "2"]
-    finish(subprocess.Popen(command, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT), log)
+    hook = (image_sample(poisoned * PER_SHARD + 2).key, "os._exit(1)")  # the process dies, as by the OOM killer
+    finish(driver(cluster, manifest, out, log, hook=hook, extra=["--max-attempts", "2"]), log)
     shard = json.loads(manifest.read_text())["shards"][poisoned]["uri"]
     assert_exactly_once(out, manifest, missing=(shard,))
     (row,) = load(str(out), "runs").itertuples()
