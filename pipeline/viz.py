@@ -340,15 +340,6 @@ def run_overlay(output: str, shards: str, *, count: int = 4, longest: int = 256)
     return side_by_side(panels, titles)
 
 
-if __name__ == "__main__":
-    main()
-
-
-# Series colours of the accuracy-versus-speed plot (tab10's first eight), cycled.
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127))  # fmt: skip
-
-
 def accuracy_speed_plot(
     points: Sequence[tuple[str, str, float, float]],
     *,
@@ -356,55 +347,41 @@ def accuracy_speed_plot(
     y_label: str = "J&F",
     size: tuple[int, int] = (640, 420),
 ) -> Image.Image:
-    """A scatter plot of ``(series, label, throughput, accuracy)`` points, e.g. series = method, label = keep.
+    """A scatter plot of ``(series, label, throughput, accuracy)`` points, e.g. series = method, label = keep,
+    drawn by matplotlib (Agg) and returned as a PIL image of ``size`` pixels.
 
-    Each series has its colour, its points joined in order of throughput, and a line in the legend on the
-    right; the label is written beside each point.
+    Each series has its colour, its points joined in order of throughput and an entry in the legend; the label
+    is written beside each point.
     """
     if not points:
         raise ValueError("no points to plot")
-    series = list(dict.fromkeys(p[0] for p in points))
-    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
-    legend_width = 16 + 6 * max(len(name) for name in series)
-    width, height = size
-    left, right, top, bottom = 70, 20 + legend_width, 20, 50
-    canvas = Image.new("RGB", (width + legend_width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    xs, ys = [p[2] for p in points], [p[3] for p in points]
+    import io
 
-    def span(values: list[float]) -> tuple[float, float]:
-        low, high = min(values), max(values)
-        pad = (high - low) * 0.1 or max(abs(high) * 0.1, 1e-3)
-        return low - pad, high + pad
+    import matplotlib
 
-    (x0, x1), (y0, y1) = span(xs), span(ys)
-    plot_right = width + legend_width - right
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
 
-    def place(x: float, y: float) -> tuple[float, float]:
-        return (
-            left + (x - x0) / (x1 - x0) * (plot_right - left),
-            top + (y1 - y) / (y1 - y0) * (height - top - bottom),
-        )
+    dpi = 100
+    figure, axes = plt.subplots(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    try:
+        for name in dict.fromkeys(p[0] for p in points):
+            own = sorted((x, y, label) for series, label, x, y in points if series == name)
+            axes.plot([x for x, _, _ in own], [y for _, y, _ in own], "o-", markersize=5, label=name)
+            for x, y, label in own:
+                axes.annotate(label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, color="0.3")
+        axes.set_xlabel(x_label)
+        axes.set_ylabel(y_label)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="best")
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+    finally:
+        plt.close(figure)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
 
-    draw.rectangle((left, top, plot_right, height - bottom), outline=(0, 0, 0))
-    for i in range(5):
-        fx, fy = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
-        px, _ = place(fx, y0)
-        _, py = place(x0, fy)
-        draw.text((px - 12, height - bottom + 6), f"{fx:.3g}", fill=(0, 0, 0))
-        draw.text((6, py - 6), f"{fy:.3g}", fill=(0, 0, 0))
-    draw.text(((plot_right + left) // 2 - 20, height - 18), x_label, fill=(0, 0, 0))
-    draw.text((6, 4), y_label, fill=(0, 0, 0))
-    for name in series:
-        own = sorted((x, y, label) for s_, label, x, y in points if s_ == name)
-        placed = [place(x, y) for x, y, _ in own]
-        if len(placed) > 1:
-            draw.line(placed, fill=colour[name], width=1)
-        for (px, py), (_, _, label) in zip(placed, own, strict=True):
-            draw.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour[name])
-            draw.text((px + 6, py - 6), label, fill=(60, 60, 60))
-    for i, name in enumerate(series):
-        y = top + 4 + 14 * i
-        draw.rectangle((plot_right + 12, y + 2, plot_right + 20, y + 10), fill=colour[name])
-        draw.text((plot_right + 24, y), name, fill=(0, 0, 0))
-    return canvas
+
+if __name__ == "__main__":
+    main()
