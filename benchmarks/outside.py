@@ -1,6 +1,6 @@
 """Scenes drawn by other hands: does the shipped checkpoint segment what it was not trained on?
 
-    python benchmarks/outside.py                          # 60 scenes -> results/outside.json, ~5 min on 2 cores
+    python benchmarks/outside.py                          # 200 scenes -> results/outside.json, ~2 min on 2 cores
     python benchmarks/outside.py --scenes 4 --out /tmp/o  # a quick run (what the test does)
 
 What issue 13's outside check does, written without ``pipeline.synth``: its own renderer (PIL ``ImageDraw``,
@@ -10,13 +10,15 @@ the RefCOCO refer-API layout (``refs(unc).p``, ``instances.json`` with one RLE p
 file names). Then the project's real path: ``jobs/make_shards.py --format refcoco`` and ``jobs/eval_refcoco.py``
 with the checkpoint, once at keep 1.0 and once per ``--runs`` method:keep.
 
-Reported per run: gIoU (mean per-expression IoU) and cIoU with 95% bootstrap intervals over scenes, and the
-chance gIoU: the expected IoU of answering with one of the scene's objects picked at random.
+Reported per run, for all expressions and apart for those with and without "on the left/right": gIoU (mean
+per-expression IoU) and cIoU with 95% bootstrap intervals over scenes, and the chance gIoU: the expected IoU of
+answering with one of the scene's objects picked at random.
 """
 
 import argparse
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -166,25 +168,30 @@ def run_job(args: list[str]) -> None:
 
 
 def score(run: Path, records: list[dict]) -> dict:
-    """gIoU and cIoU of a run's metrics rows, with intervals over scenes, and the chance gIoU of the same rows."""
+    """gIoU and cIoU of a run's metrics rows, with intervals over scenes, and the chance gIoU of the same rows; the
+    same for the expressions that name a colour and shape alone and for those that add left or right."""
     metrics = load(str(run), "metrics")
-    chance = {str(r["sent_id"]): r["chance"] for r in records}
-    scene = {str(r["sent_id"]): r["image_id"] for r in records}
-    ids = list(metrics.expression_id)
-    groups = [scene[i] for i in ids]
-    giou = interval(metrics.j.to_numpy(), groups=groups)
-    ciou = interval(metrics[["intersection", "union"]].to_numpy(), ratio_of_sums, groups=groups)
-    return {
-        "expressions": len(ids),
-        "giou": [giou.value, giou.low, giou.high],
-        "ciou": [ciou.value, ciou.low, ciou.high],
-        "chance_giou": float(np.mean([chance[i] for i in ids])),
-    }
+    by_id = {str(r["sent_id"]): r for r in records}
+    placed = np.array([" on the " in by_id[i]["sentence"] for i in metrics.expression_id])
+    out = {}
+    for part, rows in (("all", metrics), ("colour shape", metrics[~placed]), ("left/right", metrics[placed])):
+        if rows.empty:
+            continue
+        groups = [by_id[i]["image_id"] for i in rows.expression_id]
+        giou = interval(rows.j.to_numpy(), groups=groups)
+        ciou = interval(rows[["intersection", "union"]].to_numpy(), ratio_of_sums, groups=groups)
+        out[part] = {
+            "expressions": len(rows),
+            "giou": [giou.value, giou.low, giou.high],
+            "ciou": [ciou.value, ciou.low, ciou.high],
+            "chance_giou": float(np.mean([by_id[i]["chance"] for i in rows.expression_id])),
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenes", type=int, default=60)
+    parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--checkpoint", default=str(CHECKPOINT))
     parser.add_argument("--runs", default="evtp:0.2", help="method:keep pairs beside keep 1.0, comma-separated")
@@ -192,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(RESULTS), help="where outside.json goes")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
+    for old in [out / "refer", out / "shards", *out.glob("run-*")]:  # a rerun starts from a fresh layout
+        shutil.rmtree(old, ignore_errors=True)
     records = write_layout(out / "refer", args.scenes, args.seed)
     shards = out / "shards"
     run_job(["jobs/make_shards.py", "--format", "refcoco", "--root", str(out / "refer"), "--split", "val"]
@@ -203,16 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         run_job(["jobs/eval_refcoco.py", "--shards", str(shards / "manifest.json"), "--checkpoint", args.checkpoint]
                 + ["--method", method, "--keep", keep, "--output", str(run), "--no-ray", "--overwrite"])  # fmt: skip
         table[spec] = score(run, records)
-    print(f"{'run':<10} {'expr':>5} {'gIoU [95% CI]':>24} {'cIoU [95% CI]':>24} {'chance':>7}")
-    for spec, row in table.items():
-        g, c = row["giou"], row["ciou"]
-        print(
-            f"{spec:<10} {row['expressions']:>5} {g[0]:>8.3f} [{g[1]:.3f}, {g[2]:.3f}] "
-            f"{c[0]:>8.3f} [{c[1]:.3f}, {c[2]:.3f}] {row['chance_giou']:>7.3f}"
-        )
+    print(f"{'run':<10} {'expressions':<13} {'n':>5} {'gIoU [95% CI]':>24} {'cIoU [95% CI]':>24} {'chance':>7}")
+    for spec, parts in table.items():
+        for part, row in parts.items():
+            g, c = row["giou"], row["ciou"]
+            print(
+                f"{spec:<10} {part:<13} {row['expressions']:>5} {g[0]:>8.3f} [{g[1]:.3f}, {g[2]:.3f}] "
+                f"{c[0]:>8.3f} [{c[1]:.3f}, {c[2]:.3f}] {row['chance_giou']:>7.3f}"
+            )
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    meta = {"scenes": args.scenes, "seed": args.seed, "checkpoint": str(args.checkpoint)}
+    checkpoint = Path(args.checkpoint).resolve()
+    shown = checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
+    meta = {"scenes": args.scenes, "seed": args.seed, "checkpoint": str(shown)}
     (results / "outside.json").write_text(json.dumps({"meta": meta, "runs": table}, indent=1))
     print(f"wrote {results / 'outside.json'}")
     return 0
