@@ -26,13 +26,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/flops.py
 	$(PY) benchmarks/data.py
 
-# The training recipe (the shipped v5, 5e8ee3d: 70 min on 2 cores shared with other work; rerun to resume), then the pruning study (hours; resumable).
+# The training recipe (the shipped v5, 5e8ee3d: 70 min on 2 cores shared with other work; rerun to resume), then the pruning study (hours; resumable), speed on trained weights and the outside check.
 train: $(STAMP)
 	$(PY) jobs/train.py --out runs/train-synth --copy-to checkpoints/synth-hyperseg
 
 study: $(STAMP)
 	$(PY) benchmarks/study.py
 	$(PY) benchmarks/trained_speed.py
+	$(PY) benchmarks/outside.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
