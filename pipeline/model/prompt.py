@@ -156,14 +156,22 @@ def refer_ids(tokenizer, instruction: str, seg_token: str = SEG_TOKEN) -> list[i
 
 def load_tokenizer(directory: str | Path, seg_token: str = SEG_TOKEN):
     """A checkpoint's tokenizer from local files only (never remote code), checked to hold ``seg_token``."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedConfig
 
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"tokenizer directory {directory} does not exist")
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
         raise ValueError(f"{directory} holds no tokenizer files (looked for {', '.join(TOKENIZER_FILES)})")
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    options = {}
+    settings = directory / "tokenizer_config.json"
+    if settings.is_file() and json.loads(settings.read_text()).get("tokenizer_class"):
+        # The class is named, so the model config need not be read: AutoTokenizer would parse config.json, whose
+        # model_type (mipha_phi) transformers does not know, and warn on every load that it may not fit.
+        options["config"] = PreTrainedConfig()
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(directory), local_files_only=True, trust_remote_code=False, **options
+    )
     seg_token_id(tokenizer, seg_token)
     return tokenizer
 
