@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.metrics.bootstrap import interval, ratio_of_sums  # noqa: E402
+from pipeline.metrics.refer import score_pair  # noqa: E402
 from pipeline.results import load  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -136,7 +137,7 @@ def write_layout(root: Path, scenes: int, seed: int) -> list[dict]:
         for sentence, index in sentences:
             sent_id += 1
             target = objects[index]["mask"]
-            chance = np.mean([(o["mask"] & target).sum() / (o["mask"] | target).sum() for o in objects])
+            chance = np.mean([score_pair(o["mask"], target).iou for o in objects])
             refs.append(
                 {
                     "ref_id": sent_id,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.data import write_shards
-from pipeline.engine.sink import Sink
+from pipeline.engine.sink import Sink, shard_id
 from pipeline.results import load
 from tests.samples import image_sample
 
@@ -141,16 +141,11 @@ def wait_for(condition, process: subprocess.Popen, log: Path):
 def hold(manifest: Path, tmp_path: Path, shard: int = 3) -> tuple[tuple[str, str], Path, str]:
     """A hook that holds a sample in the middle of shard ``shard`` until a gate file exists, so the test knows
     a shard that is mid-flight and stays so until it opens the gate (no race with the shard finishing first).
-    Returns (the hook, the gate, the shard's stem)."""
+    Returns (the hook, the gate, the shard's id in the attempt records)."""
     uri = json.loads(manifest.read_text())["shards"][shard]["uri"]
     gate = tmp_path / "gate"
     hook = (image_sample(shard * PER_SHARD + 2).key, f"wait_for_gate({str(gate)!r})")
-    return hook, gate, uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-
-
-def held(out: Path, stem: str) -> list[dict]:
-    """The attempts of the held shard (its id is its stem plus a hash of its URL)."""
-    return [a for a in Sink(str(out)).attempts() if a["shard_id"].startswith(f"{stem}-")]
+    return hook, gate, shard_id(str(manifest.parent / uri))  # the URL the run reads it by, as failed_shards shows
 
 
 def assert_exactly_once(out: Path, manifest: Path, missing: tuple[str, ...] = ()) -> None:
@@ -181,9 +176,9 @@ def alive(pid: int) -> bool:
 
 def test_an_actor_killed_mid_shard_is_retried(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    hook, gate, stem = hold(manifest, tmp_path)
+    hook, gate, shard = hold(manifest, tmp_path)
     process = driver(cluster, manifest, out, log, hook=hook)
-    (victim,) = wait_for(lambda: held(out, stem), process, log)  # mid-shard until the gate opens
+    (victim,) = wait_for(lambda: Sink(str(out)).attempts(shard), process, log)  # mid-shard until the gate opens
     os.kill(victim["pid"], signal.SIGKILL)
     gate.touch()
     finish(process, log)
@@ -196,9 +191,9 @@ def test_an_actor_killed_mid_shard_is_retried(cluster, manifest, tmp_path):
 
 def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    hook, gate, stem = hold(manifest, tmp_path)
+    hook, gate, shard = hold(manifest, tmp_path)
     process = driver(cluster, manifest, out, log, hook=hook)
-    (victim,) = wait_for(lambda: held(out, stem), process, log)  # mid-shard until the gate opens
+    (victim,) = wait_for(lambda: Sink(str(out)).attempts(shard), process, log)  # mid-shard until the gate opens
     cluster.ask(f"remove {victim['node_id']}")
     gate.touch()
     try:
@@ -214,9 +209,9 @@ def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
 
 def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, manifest, tmp_path):
     out, log = tmp_path / "out", tmp_path / "driver.log"
-    hook, gate, stem = hold(manifest, tmp_path)  # the gate stays shut: this shard is never committed by the first run
+    hook, gate, shard = hold(manifest, tmp_path)  # the gate stays shut: this shard is never committed by the first run
     process = driver(cluster, manifest, out, log, hook=hook)
-    wait_for(lambda: Sink(str(out)).done() and held(out, stem), process, log)
+    wait_for(lambda: Sink(str(out)).done() and Sink(str(out)).attempts(shard), process, log)
     process.send_signal(signal.SIGKILL)
     process.wait()
     # Ray ends a dead driver's actors; wait for them, so the shards they held stay uncommitted.
