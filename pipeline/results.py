@@ -8,6 +8,7 @@ mask = decode_mask(predictions.iloc[0])      # (H, W) bool
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .data import rle
@@ -20,7 +21,8 @@ def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
 
     Only committed shards' files are read unless ``committed_only`` is False: a run that died between
     writing a shard's tables and committing it leaves complete files that the resumed run replaces.
-    An empty frame with the table's columns when nothing was written yet.
+    An empty frame with the table's columns when nothing was written yet. Files of an older tables version
+    read with the columns added since as nulls (``schemas/README.md`` lists what each version added).
     """
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
@@ -31,8 +33,18 @@ def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
         files = [p for p in files if p.rsplit("/", 1)[-1][: -len(".parquet")] in done]
     if not files:
         return schema(table).empty_table().to_pandas()
-    tables = [pq.read_table(f, filesystem=fs) for f in files]
+    target = schema(table)
+    tables = [_conform(pq.read_table(f, filesystem=fs), target) for f in files]
     return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def _conform(data: pa.Table, target: pa.Schema) -> pa.Table:
+    """``data`` with every column of ``target`` in its order: the ones an older version lacks as nulls."""
+    columns = [
+        data.column(field.name) if field.name in data.column_names else pa.nulls(len(data), field.type)
+        for field in target
+    ]
+    return pa.Table.from_arrays(columns, schema=target)
 
 
 def decode_mask(row) -> np.ndarray:

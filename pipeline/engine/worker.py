@@ -15,6 +15,7 @@ import torch
 
 from ..config import MODEL_METHODS, RunConfig
 from ..data import ReadError, Sample, read_shard, rle
+from ..labels import signals
 from ..model import HyperSegPredictor, InstructSegPredictor, load
 from .prefetch import background
 from .scoring import expression_metrics, uses_foreground, video_foregrounds
@@ -23,7 +24,7 @@ from .tables import to_table
 
 logger = logging.getLogger(__name__)
 
-TABLES = ("predictions", "tokens", "metrics", "errors")
+TABLES = ("predictions", "tokens", "metrics", "tracks", "errors")
 # Samples decoded ahead of the model: one is enough to hide decoding behind compute; two absorbs jitter.
 PREFETCH = 2
 # The stats a shard's attempt returns (and its ``_done`` marker holds).
@@ -231,7 +232,7 @@ class ShardProcessor:
         expressions = sample.expressions
         names = sample.frame_names if sample.is_video else ["00000"]
         names = names if len(names) == len(frames) else [f"{t:05d}" for t in range(len(frames))]
-        out = {"predictions": [], "tokens": [], "metrics": []}
+        out = {"predictions": [], "tokens": [], "metrics": [], "tracks": []}
         if not expressions:
             return out  # unlabeled and no prompts: nothing to ask
         results = results if results is not None else self.segment_sample(sample, frames)
@@ -264,6 +265,7 @@ class ShardProcessor:
         for e in expressions:
             for t, seg in enumerate(results[e.id]):
                 encoded = rle.encode(seg.mask)
+                shape = signals.geometry(seg.mask)
                 out["predictions"].append(
                     {
                         "run_id": self.run_id,
@@ -276,6 +278,12 @@ class ShardProcessor:
                         "mask_height": encoded["size"][0],
                         "mask_width": encoded["size"][1],
                         "score": seg.score,
+                        "seg_score": seg.seg_score,
+                        "mask_score": seg.mask_score,
+                        "stability": seg.stability,
+                        "area": shape.area,
+                        "area_fraction": shape.area_fraction,
+                        "bbox": list(shape.bbox),
                         "query": seg.query,
                         "method": p.method,
                         "keep": float(p.keep),
@@ -283,8 +291,21 @@ class ShardProcessor:
                         "sequence_length": seg.sequence_length,
                     }
                 )
+            predicted = [s.mask for s in results[e.id]]
+            if sample.is_video:
+                summary = signals.track(predicted)
+                out["tracks"].append(
+                    {
+                        "run_id": self.run_id,
+                        "shard": url,
+                        "sample_key": sample.key,
+                        "expression_id": e.id,
+                        "frames": summary.frames,
+                        "present_fraction": summary.present_fraction,
+                        "temporal_iou": summary.temporal_iou,
+                    }
+                )
             if scored:
-                predicted = [s.mask for s in results[e.id]]
                 out["metrics"].append(self._metrics_row(url, sample, e, predicted, foregrounds))
         return out
 

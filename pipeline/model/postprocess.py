@@ -8,6 +8,9 @@ language_model/llava_phi.py) and the top-1 choice of ``eval/eval_refcoco.py: com
 3. ``score = sigmoid(SEG logit) * mean(sigmoid(logit) over the mask logit > 0)``;
 4. the query with the highest score; its mask is ``logit > 0``.
 
+Beside the score, the chosen query's quality signals for pseudo-labelling (``Quality``): its two factors apart and
+SAM's stability score, all from the logits already at the original size.
+
 The released code scores "instances" in the order of an unsorted top-k over all queries; everything here is in
 query order (the per-query numbers are the same). ``best_query`` is steps 1-4 bringing to full resolution only the
 queries that can still win.
@@ -24,6 +27,9 @@ MASK_SCORE_EPS = 1e-6
 # Queries brought to full resolution together by ``best_query``: a few (H, W) planes stay in cache, where all 100
 # at once are hundreds of MB (2.5x faster on a 2-core CPU at 4-8 than all at once).
 QUERY_CHUNK = 4
+# SAM's stability score: the IoU of the masks at logit > +offset and > -offset (facebookresearch/segment-anything,
+# segment_anything/utils/amg.py ``calculate_stability_score``; its automatic mask generator uses offset 1.0).
+STABILITY_OFFSET = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,42 @@ class TopMask:
         score: its combined score.
         mask: its binary mask at the original size, ``logits > 0``, bool (H, W).
         scored: how many queries were brought to the original size to choose it (all of them for ``top1``).
+        quality: its quality signals (``mask_quality``).
     """
 
     query: int
     score: float
     mask: torch.Tensor
     scored: int = 0
+    quality: "Quality | None" = None
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A chosen mask's quality signals; ``score`` is ``seg_score * mask_score`` up to float rounding.
+
+    Attributes:
+        seg_score: ``sigmoid(SEG logit)``, how sure the model is that the expression has a target here.
+        mask_score: mean ``sigmoid(logit)`` over the mask (0 for an empty mask), how confident its pixels are.
+        stability: |logit > +1| / |logit > -1| (the IoU of the two masks, the first inside the second), NaN when
+            no pixel is above -1, as SAM's 0 / 0.
+    """
+
+    seg_score: float
+    mask_score: float
+    stability: float
+
+
+def mask_quality(logits: torch.Tensor, seg_logit: torch.Tensor) -> Quality:
+    """The quality signals of one query from its full-resolution mask logits ``(H, W)`` and its SEG logit."""
+    if logits.ndim != 2:
+        raise ValueError(f"mask logits must be (H, W), got {tuple(logits.shape)}")
+    foreground = logits > 0
+    inside = int(foreground.sum())
+    mask_score = float(logits.sigmoid()[foreground].sum()) / (inside + MASK_SCORE_EPS)
+    high = int((logits > STABILITY_OFFSET).sum())
+    low = int((logits > -STABILITY_OFFSET).sum())
+    return Quality(float(seg_logit.float().sigmoid()), mask_score, high / low if low else float("nan"))
 
 
 def unpadded_extent(padding_mask: torch.Tensor) -> tuple[int, int]:
@@ -167,6 +203,7 @@ def best_query(
     bound = seg_logits.sigmoid()  # the same numbers score_queries multiplies by
     order = torch.argsort(bound, descending=True, stable=True).tolist()
     best: TopMask | None = None
+    plane = None  # the winner's logits, for its quality signals
     scored = 0
     for start in range(0, num_queries, QUERY_CHUNK):
         if best is not None and bound[order[start]] < best.score:
@@ -178,5 +215,5 @@ def best_query(
         for i, (query, score) in enumerate(zip(chunk.tolist(), scores, strict=True)):
             # The highest score; ties go to the lowest query index, as argmax over all queries does.
             if best is None or score > best.score or (score == best.score and query < best.query):
-                best = TopMask(query=query, score=score, mask=logits[i] > 0)
-    return dataclasses.replace(best, scored=scored)
+                best, plane = TopMask(query=query, score=score, mask=logits[i] > 0), logits[i]
+    return dataclasses.replace(best, scored=scored, quality=mask_quality(plane, seg_logits[best.query]))

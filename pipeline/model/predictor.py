@@ -118,6 +118,7 @@ class Segmentation:
     Attributes:
         mask: ``(H, W)`` bool at the original resolution (the top-1 query's ``logits > 0``).
         score: the top-1 score, ``sigmoid(SEG) x mean mask confidence``.
+        seg_score, mask_score, stability: its quality signals (``postprocess.Quality``).
         query: the top-1 query index.
         kept: ``(K,)`` int64 kept token indices of the frame (of this expression for FastV).
         feature_radius, grid_radius, lam: the coverage diagnostics of ``kept``.
@@ -128,6 +129,9 @@ class Segmentation:
 
     mask: np.ndarray
     score: float
+    seg_score: float
+    mask_score: float
+    stability: float
     query: int
     kept: np.ndarray
     feature_radius: float
@@ -416,6 +420,9 @@ class HyperSegPredictor:
                 Segmentation(
                     mask=chosen[e].mask.cpu().numpy(),
                     score=chosen[e].score,
+                    seg_score=chosen[e].quality.seg_score,
+                    mask_score=chosen[e].quality.mask_score,
+                    stability=chosen[e].quality.stability,
                     query=chosen[e].query,
                     kept=sel.indices[r].cpu().numpy(),
                     feature_radius=float(sel.feature_radius[r]),

@@ -92,3 +92,22 @@ def test_no_temporary_file_outlives_a_write(tmp_path):
     sink.commit("a", {})
     hidden = [p for p in tmp_path.rglob(".*")]
     assert hidden == []
+
+
+def test_load_reads_a_folder_of_an_older_tables_version(tmp_path):
+    """A version-3 predictions file (before the quality signals) reads with those columns as nulls."""
+    current = to_table("predictions", [])
+    added = ["seg_score", "mask_score", "stability", "area", "area_fraction", "bbox"]
+    old_schema = pa.schema([f for f in current.schema if f.name not in added])
+    row = {
+        "run_id": "r", "shard": "a", "sample_key": "k", "expression_id": "0", "frame_index": 0, "frame_name": "00000",
+        "mask_counts": "04", "mask_height": 2, "mask_width": 2, "score": 0.5, "query": 3, "method": "none",
+        "keep": 1.0, "k": 729, "sequence_length": 900,
+    }  # fmt: skip
+    sink = Sink(str(tmp_path))
+    sink.write_table("predictions", "a", pa.Table.from_pylist([row], schema=old_schema))
+    sink.commit("a", {})
+    frame = load(str(tmp_path), "predictions")
+    assert list(frame.columns) == current.schema.names
+    assert frame.loc[0, "score"] == 0.5 and frame.loc[0, "query"] == 3
+    assert frame[added].isna().all().all()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import pseudo_label  # noqa: E402
@@ -24,6 +25,24 @@ def test_pseudo_label_on_its_fixture(tmp_path, capsys):
     assert sum(r["accepted"] for r in report["rows"]) == len(predictions) > 0  # threshold 0 keeps every mask
     assert {r["prompt"] for r in report["rows"]} == {"the red circle", "the object in the top left corner"}
     assert "masks kept" in capsys.readouterr().out
+    # The quality signals agree with the stored mask (pycocotools reads area and box off the same RLE).
+    for _, row in predictions.iterrows():
+        rle = {"size": [row.mask_height, row.mask_width], "counts": row.mask_counts.encode()}
+        assert row.area == decode_mask(row).sum() == mask_utils.area(rle)
+        assert row.area_fraction == pytest.approx(row.area / (row.mask_height * row.mask_width))
+        assert list(row.bbox) == ([int(v) for v in mask_utils.toBbox(rle)] if row.area else [0, 0, 0, 0])
+        assert row.score == pytest.approx(row.seg_score * row.mask_score, rel=1e-5, abs=1e-7)
+        assert 0 <= row.seg_score <= 1 and 0 <= row.mask_score <= 1
+        assert np.isnan(row.stability) or 0 <= row.stability <= 1
+    # One track row per video and prompt, summarising that video's masks.
+    tracks = load(str(out), "tracks")
+    videos = predictions[predictions.groupby(["sample_key", "expression_id"]).frame_index.transform("max") > 0]
+    assert len(tracks) == len(videos[["sample_key", "expression_id"]].drop_duplicates()) > 0
+    for _, summary in tracks.iterrows():
+        frames = videos[(videos.sample_key == summary.sample_key) & (videos.expression_id == summary.expression_id)]
+        masks = [decode_mask(r) for _, r in frames.sort_values("frame_index").iterrows()]
+        assert summary.frames == len(masks)
+        assert summary.present_fraction == pytest.approx(np.mean([m.any() for m in masks]))
 
 
 @pytest.mark.parametrize(

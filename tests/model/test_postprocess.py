@@ -168,6 +168,35 @@ def test_best_query_on_the_golden_runs(case):
     assert torch.equal(got.mask, golden["top1_mask_binary"].bool())
 
 
+def expected_quality(plane: torch.Tensor, seg_logit: float) -> tuple[float, float, float]:
+    """The signals written out from their definitions in float64."""
+    plane = plane.double()
+    inside = plane > 0
+    mask_score = float(torch.sigmoid(plane)[inside].sum()) / (int(inside.sum()) + 1e-6)
+    low = int((plane > -1).sum())
+    return 1 / (1 + math.exp(-seg_logit)), mask_score, int((plane > 1).sum()) / low if low else math.nan
+
+
+def test_best_query_gives_the_chosen_querys_quality_signals():
+    for seed, pred, seg, canvas, resized, original in random_cases(60):
+        got = best_query(pred, seg, canvas, resized, original)
+        plane = released_upsample(pred, canvas, resized, original)[got.query]
+        seg_score, mask_score, stability = expected_quality(plane, float(seg[got.query]))
+        quality = got.quality
+        assert quality.seg_score == pytest.approx(seg_score, rel=1e-6), seed
+        assert quality.mask_score == pytest.approx(mask_score, rel=1e-5, abs=1e-7), seed
+        assert quality.stability == pytest.approx(stability, rel=1e-12, nan_ok=True), seed
+        assert got.score == pytest.approx(quality.seg_score * quality.mask_score, rel=1e-5, abs=1e-7), seed
+    # Exact cases: a plane with 6 pixels above +1 of 10 above -1; one with none above -1 (SAM's 0 / 0).
+    pred = torch.full((1, 8, 8), -3.0)
+    pred[0, :2, :3], pred[0, 2, :4] = 2.0, 0.5
+    got = best_query(pred, torch.tensor([0.0]), 8, (8, 8), (8, 8))
+    assert got.quality.stability == 0.6 and got.quality.seg_score == 0.5
+    assert got.quality.mask_score == pytest.approx((6 / (1 + math.exp(-2.0)) + 4 / (1 + math.exp(-0.5))) / 10)
+    empty = best_query(torch.full((1, 8, 8), -3.0), torch.tensor([0.0]), 8, (8, 8), (8, 8))
+    assert math.isnan(empty.quality.stability) and empty.quality.mask_score == 0.0
+
+
 def test_best_query_skips_the_queries_that_cannot_win(monkeypatch):
     calls = []
 
