@@ -24,6 +24,15 @@ def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
     An empty frame with the table's columns when nothing was written yet. Files of an older tables version
     read with the columns added since as nulls (``schemas/README.md`` lists what each version added).
     """
+    fs, files = table_files(run, table, committed_only=committed_only)
+    if not files:
+        return schema(table).empty_table().to_pandas()
+    return pd.concat([read_table_file(fs, f, table).to_pandas() for f in files], ignore_index=True)
+
+
+def table_files(run: str, table: str, *, committed_only: bool = True) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """The filesystem and the sorted Parquet files of one table of a run folder (see ``load``), to read one at a
+    time where the whole table would not fit in memory."""
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
     fs, root = fsspec.core.url_to_fs(run.rstrip("/"))
@@ -31,11 +40,20 @@ def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
     if committed_only and table != "runs":
         done = Sink(run).done()
         files = [p for p in files if p.rsplit("/", 1)[-1][: -len(".parquet")] in done]
-    if not files:
-        return schema(table).empty_table().to_pandas()
+    return fs, files
+
+
+def read_table_file(
+    fs: fsspec.AbstractFileSystem, path: str, table: str, columns: list[str] | None = None
+) -> pa.Table:
+    """One file of ``table`` with the current columns (or ``columns`` of them), an older version's missing ones
+    as nulls."""
     target = schema(table)
-    tables = [_conform(pq.read_table(f, filesystem=fs), target) for f in files]
-    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    if columns is not None:
+        target = pa.schema([target.field(c) for c in columns], metadata=target.metadata)
+    present = set(pq.read_schema(path, filesystem=fs).names)
+    data = pq.read_table(path, filesystem=fs, columns=[c for c in target.names if c in present])
+    return _conform(data, target)
 
 
 def _conform(data: pa.Table, target: pa.Schema) -> pa.Table:

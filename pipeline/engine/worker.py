@@ -272,6 +272,7 @@ class ShardProcessor:
                         "shard": url,
                         "sample_key": sample.key,
                         "expression_id": e.id,
+                        "expression_text": e.text,
                         "frame_index": t,
                         "frame_name": names[t],
                         "mask_counts": encoded["counts"],

@@ -97,7 +97,7 @@ def test_no_temporary_file_outlives_a_write(tmp_path):
 def test_load_reads_a_folder_of_an_older_tables_version(tmp_path):
     """A version-3 predictions file (before the quality signals) reads with those columns as nulls."""
     current = to_table("predictions", [])
-    added = ["seg_score", "mask_score", "stability", "area", "area_fraction", "bbox"]
+    added = ["expression_text", "seg_score", "mask_score", "stability", "area", "area_fraction", "bbox"]
     old_schema = pa.schema([f for f in current.schema if f.name not in added])
     row = {
         "run_id": "r", "shard": "a", "sample_key": "k", "expression_id": "0", "frame_index": 0, "frame_name": "00000",
