@@ -19,36 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pipeline.engine.cli import format_table, write_report  # noqa: E402
 from pipeline.labels.export import FILE_FORMATS, FORMATS, export  # noqa: E402
-from pipeline.labels.filters import Filters  # noqa: E402
-from pipeline.labels.ontology import Ontology, OntologyError  # noqa: E402
-from pipeline.labels.source import LabelsError, run_prompts  # noqa: E402
-
-COLUMNS = ["category", "masks", "accepted", "mean_score", "mean_stability", "mean_area_fraction"]
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--min-score", type=float, default=0.0, help="keep masks whose score is at least this")
-    parser.add_argument("--min-stability", type=float, default=0.0, help="SAM's stability score, at least this")
-    parser.add_argument("--min-area", type=int, default=1, help="mask pixels, at least this (1: no empty masks)")
-    parser.add_argument("--max-area-fraction", type=float, default=1.0, help="mask area over frame area, at most")
-    parser.add_argument(
-        "--dedup-iou", type=float, help="on one frame, of two masks with IoU above this, drop the lower-scored one"
-    )
-    parser.add_argument("--ontology", help="JSON or YAML map from prompt to {name, id} (or a name)")
-
-
-def filters_from_args(args: argparse.Namespace) -> Filters:
-    return Filters(args.min_score, args.min_stability, args.min_area, args.max_area_fraction, args.dedup_iou)
-
-
-def ontology_from_args(args: argparse.Namespace, run: str) -> Ontology:
-    """The ontology, checked against every prompt of the run (an unmapped prompt is an error naming it)."""
-    prompts = run_prompts(run)
-    if not args.ontology:
-        return Ontology.identity(prompts)
-    ontology = Ontology.load(args.ontology)
-    ontology.check(prompts)
-    return ontology
+from pipeline.labels.ontology import OntologyError  # noqa: E402
+from pipeline.labels.options import COLUMNS, add_filter_arguments, filters_from_args, ontology_from_args  # noqa: E402
+from pipeline.labels.source import LabelsError  # noqa: E402
 
 
 def summary_text(summary) -> str:

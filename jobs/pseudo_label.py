@@ -1,10 +1,13 @@
-"""Pseudo-label an unlabeled corpus: every prompt on every image or video frame, masks and scores kept.
+"""Pseudo-label an unlabeled corpus: every prompt on every image or video frame, then datasets from the masks.
 
-    python jobs/pseudo_label.py --shards s3://bucket/photos/manifest.json --output s3://bucket/labels --threshold 0.5
-    python jobs/pseudo_label.py                       # built-in fixture (a folder of images and an mp4), shipped model
+    python jobs/pseudo_label.py --shards s3://bucket/photos/manifest.json --output s3://bucket/labels \\
+        --ontology ontology.yaml --min-score 0.5 --dedup-iou 0.8
+    python jobs/pseudo_label.py        # built-in corpus (synthetic-world pictures and video, three photographs)
 
 Make the shards with ``jobs/make_shards.py --format folder --prompts prompts.txt``. Every prediction goes to the
-``predictions`` table; those at or above ``--threshold`` are the pseudo-labels, summarised per prompt.
+``predictions`` table with its quality signals; then the masks that pass the filters are exported (``--export``,
+default COCO and SA-V, under ``<output>/exports/``) with a QC sheet (``exports/qc/index.html``). Export again with
+other filters or formats without re-running the model: ``jobs/export_labels.py --run <output> ...``.
 """
 
 import argparse
@@ -14,58 +17,64 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipeline.data.fixtures.folder import write_folder  # noqa: E402
+from pipeline.data.fixtures.corpus import VIDEO_FPS, write_corpus  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
 from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import add_run_arguments, config_from_args, fixture_shards, format_table, write_report  # noqa: E402
-from pipeline.results import load  # noqa: E402
+from pipeline.labels.export import FILE_FORMATS, export  # noqa: E402
+from pipeline.labels.export import FORMATS as EXPORTS  # noqa: E402
+from pipeline.labels.ontology import Ontology, OntologyError  # noqa: E402
+from pipeline.labels.options import COLUMNS, add_filter_arguments, filters_from_args, ontology_from_args  # noqa: E402
+from pipeline.labels.source import LabelsError  # noqa: E402
 
 
 def fixture(folder: Path) -> str:
-    corpus = write_folder(str(folder / "corpus"))
-    return fixture_shards(folder, FORMATS["folder"](corpus.corpus, fps=2, prompts=corpus.prompts_path))
+    corpus, prompts = write_corpus(str(folder / "corpus"))
+    return fixture_shards(folder, FORMATS["folder"](corpus, fps=VIDEO_FPS, prompts=prompts), max_samples=4)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser, default_output="runs/pseudo-label")
-    parser.add_argument("--threshold", type=float, default=0.5, help="keep masks whose score is at least this")
+    add_filter_arguments(parser)
+    parser.set_defaults(min_score=0.5)
+    parser.add_argument(
+        "--export", default="coco,sav", help=f"comma-separated formats to write ({', '.join(EXPORTS)}), or none"
+    )
+    parser.add_argument("--no-qc", action="store_true", help="no QC sheet")
     args = parser.parse_args(argv)
+    formats = [] if args.export in ("", "none") else args.export.split(",")
+    try:
+        filters = filters_from_args(args)
+        unknown = sorted(set(formats) - set(EXPORTS))
+        if unknown:
+            raise ValueError(f"unknown export formats {unknown}; expected some of {sorted(EXPORTS)}")
+        if args.ontology:
+            Ontology.load(args.ontology)  # readable and consistent; its prompts are checked after the run
+    except (ValueError, OntologyError) as error:
+        print(f"pseudo_label: error: {error}", file=sys.stderr)
+        return 2
     config = config_from_args(args, fixture)
     summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
-    predictions = load(config.output.uri, "predictions")
-    accepted = predictions[predictions.score >= args.threshold]
-    texts = _prompt_texts(config.data.shards)
-    rows = []
-    for expression_id, group in predictions.groupby("expression_id", sort=True):
-        kept = accepted[accepted.expression_id == expression_id]
-        rows.append(
-            {
-                "prompt": texts.get(expression_id, expression_id),
-                "masks": len(group),
-                "accepted": len(kept),
-                "mean_score": float(group.score.mean()),
-            }
-        )
-    table = format_table(rows, ["prompt", "masks", "accepted", "mean_score"])
-    text = (
-        f"{summary.samples} samples, {summary.frames} frames, {summary.errors} errors; "
-        f"threshold {args.threshold}: {len(accepted)} of {len(predictions)} masks kept\n{table}"
-    )
+    output = config.output.uri.rstrip("/")
+    try:
+        ontology = ontology_from_args(args, output)
+    except (OntologyError, LabelsError) as error:
+        print(f"pseudo_label: error: {error}", file=sys.stderr)
+        return 2
+    text = f"{summary.samples} samples, {summary.frames} frames, {summary.errors} errors"
+    exported = None
+    for i, fmt in enumerate(formats):
+        out = f"{output}/exports/{fmt}" + (".json" if fmt in FILE_FORMATS else "")
+        qc = f"{output}/exports/qc" if i == 0 and not args.no_qc else None
+        exported = export(output, fmt, out, filters, ontology, qc=qc)
+        text += f"\n{fmt}: {out}" + (f" (QC sheet {qc}/index.html)" if qc else "")
+    if exported is not None:
+        text += "\n" + format_table(exported.rows(), COLUMNS)
     print(text)
-    write_report(config.output.uri, "pseudo_label", text, {"threshold": args.threshold, "rows": rows})
+    write_report(output, "pseudo_label", text, {"rows": exported.rows() if exported else [], "formats": formats})
     return 0
-
-
-def _prompt_texts(shards: str) -> dict[str, str]:
-    """Expression id -> prompt text, from the first sample that has them (every folder sample has the same)."""
-    from pipeline.data import Sample, read_samples
-
-    for sample in read_samples(shards):
-        if isinstance(sample, Sample) and sample.expressions:
-            return {e.id: e.text for e in sample.expressions}
-    return {}
 
 
 if __name__ == "__main__":

@@ -13,18 +13,26 @@ from pycocotools import mask as mask_utils
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import pseudo_label  # noqa: E402
 
-from pipeline.engine.cli import format_table, keep_value, option_value  # noqa: E402
+from pipeline.data.fixtures.corpus import PROMPTS as CORPUS_PROMPTS  # noqa: E402
+from pipeline.data.fixtures.folder import write_folder  # noqa: E402
+from pipeline.data.layouts import FORMATS  # noqa: E402
+from pipeline.engine.cli import fixture_shards, format_table, keep_value, option_value  # noqa: E402
 from pipeline.results import decode_mask, load  # noqa: E402
 
 
-def test_pseudo_label_on_its_fixture(tmp_path, capsys):
+def test_pseudo_label_on_its_built_in_corpus(tmp_path, capsys):
     out = tmp_path / "labels"
-    assert pseudo_label.main(["--output", str(out), "--no-ray", "--threshold", "0.0"]) == 0
+    assert pseudo_label.main(["--output", str(out), "--no-ray", "--min-score", "0.0"]) == 0
     report = json.loads((out / "_report" / "pseudo_label.json").read_text())
     predictions = load(str(out), "predictions")
-    assert sum(r["accepted"] for r in report["rows"]) == len(predictions) > 0  # threshold 0 keeps every mask
-    assert {r["prompt"] for r in report["rows"]} == {"the red circle", "the object in the top left corner"}
-    assert "masks kept" in capsys.readouterr().out
+    # 6 pictures of the synthetic world, an 8-frame video and 3 photographs; every prompt on every frame.
+    frames = predictions[["sample_key", "frame_index"]].drop_duplicates()
+    assert predictions.sample_key.nunique() == 10 and len(frames) == 17
+    assert sorted(r["category"] for r in report["rows"]) == sorted(CORPUS_PROMPTS)
+    assert sum(r["accepted"] for r in report["rows"]) == int((predictions.area > 0).sum())  # min score 0: non-empty
+    printed = capsys.readouterr().out
+    assert "exports/coco.json" in printed and "exports/qc/index.html" in printed
+    assert (out / "exports" / "qc" / "index.html").is_file() and list((out / "exports" / "sav").glob("*_auto.json"))
     # The quality signals agree with the stored mask (pycocotools reads area and box off the same RLE).
     for _, row in predictions.iterrows():
         rle = {"size": [row.mask_height, row.mask_width], "counts": row.mask_counts.encode()}
@@ -37,21 +45,30 @@ def test_pseudo_label_on_its_fixture(tmp_path, capsys):
     # One track row per video and prompt, summarising that video's masks.
     tracks = load(str(out), "tracks")
     videos = predictions[predictions.groupby(["sample_key", "expression_id"]).frame_index.transform("max") > 0]
-    assert len(tracks) == len(videos[["sample_key", "expression_id"]].drop_duplicates()) > 0
+    assert len(tracks) == len(videos[["sample_key", "expression_id"]].drop_duplicates()) == len(CORPUS_PROMPTS)
     for _, summary in tracks.iterrows():
         frames = videos[(videos.sample_key == summary.sample_key) & (videos.expression_id == summary.expression_id)]
         masks = [decode_mask(r) for _, r in frames.sort_values("frame_index").iterrows()]
-        assert summary.frames == len(masks)
+        assert summary.frames == len(masks) == 8
         assert summary.present_fraction == pytest.approx(np.mean([m.any() for m in masks]))
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> str:
+    """The converter tests' small folder (three little images and a 4-frame mp4), as shards."""
+    folder = tmp_path_factory.mktemp("tiny")
+    corpus = write_folder(str(folder / "corpus"))
+    return fixture_shards(folder, FORMATS["folder"](corpus.corpus, fps=2, prompts=corpus.prompts_path))
 
 
 @pytest.mark.parametrize(
     "flags", [["--method", "fastv", "--option", "layer=1"], ["--method", "visionzip", "--option", "contextual=0.25"]]
 )
-def test_attention_baselines_run_from_the_job_command(tmp_path, flags):
+def test_attention_baselines_run_from_the_job_command(tmp_path, tiny_corpus, flags):
     """FastV (K = 1: the tiny LLM has two layers) and VisionZip through the job flags, images and a video."""
     out = tmp_path / flags[1]
-    assert pseudo_label.main(["--output", str(out), "--no-ray", "--keep", "0.2", *flags]) == 0
+    args = ["--shards", tiny_corpus, "--output", str(out), "--no-ray", "--keep", "0.2", "--export", "none"]
+    assert pseudo_label.main([*args, *flags]) == 0
     predictions, tokens = load(str(out), "predictions"), load(str(out), "tokens")
     assert len(predictions) > 0 and len(load(str(out), "errors")) == 0
     assert set(predictions.method) == {flags[1]} and set(predictions.k) == set(tokens.k) == {146}

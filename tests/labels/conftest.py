@@ -1,5 +1,5 @@
-"""One real pseudo-labelling run (the job's built-in corpus: three images and an mp4, the shipped checkpoint),
-shared by the export tests."""
+"""One real pseudo-labelling run (the job's built-in corpus: six synthetic-world pictures, an 8-frame mp4 and three
+photographs, the shipped checkpoint), shared by the export tests."""
 
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ import pseudo_label  # noqa: E402
 @pytest.fixture(scope="session")
 def run(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("labels") / "run"
-    assert pseudo_label.main(["--output", str(out), "--no-ray"]) == 0
+    assert pseudo_label.main(["--output", str(out), "--no-ray", "--export", "none"]) == 0
     return str(out)
 
 

@@ -29,10 +29,10 @@ def test_coco_dataset_reads_back_exactly_through_pycocotools(run, exported):
     out = exported("coco", "--copy-images")
     coco = COCO(str(out))
     masks = parquet(run)
-    assert len(coco.dataset["images"]) == 5  # three images and the two frames of the video
-    assert len(coco.getAnnIds()) == len(masks)  # the default filters keep every non-empty mask
-    assert sorted(c["name"] for c in coco.dataset["categories"]) == sorted({k[2] for k in masks})
-    assert [c["id"] for c in coco.dataset["categories"]] == [1, 2]
+    assert len(coco.dataset["images"]) == len({k[:2] for k in masks}) == 17  # 9 pictures, 8 video frames
+    assert len(coco.getAnnIds()) == sum(row.area > 0 for _, row in masks.values())  # default: non-empty masks
+    prompts = sorted({k[2] for k in masks})
+    assert [(c["id"], c["name"]) for c in coco.dataset["categories"]] == list(enumerate(prompts, start=1))
     for annotation in coco.dataset["annotations"]:
         image = coco.imgs[annotation["image_id"]]
         prompt = coco.cats[annotation["category_id"]]["name"]
@@ -55,8 +55,8 @@ def test_coco_dataset_reads_back_exactly_through_pycocotools(run, exported):
 def test_coco_results_load_against_the_dataset(run, exported):
     dataset = COCO(str(exported("coco")))
     results = json.loads(exported("coco-results", "--min-score", "0.6").read_text())
-    scores = load(run, "predictions").score
-    assert len(results) == int((scores >= 0.6).sum()) > 0
+    predictions = load(run, "predictions")
+    assert len(results) == int(((predictions.score >= 0.6) & (predictions.area > 0)).sum()) > 0
     loaded = dataset.loadRes(results)
     assert set(loaded.getImgIds()) <= set(dataset.getImgIds())
     for annotation in loaded.dataset["annotations"]:
@@ -73,8 +73,10 @@ def test_sav_masklets_equal_the_parquet_masks(run, exported):
     for file in files:
         video = json.loads(file.read_text())
         key, frames = video["video_id"], video["video_frame_names"]
-        assert video["video_frame_count"] == len(video["masklet"]) == len(frames) == 2
-        assert video["masklet_num"] == len(video["masklet_id"]) == len(video["masklet_prompt"]) == 2
+        assert video["video_frame_count"] == len(video["masklet"]) == len(frames) == 8
+        visible = {p for (k, _, p), (_, row) in masks.items() if k == key and row.area > 0}
+        assert video["masklet_num"] == len(video["masklet_id"]) == len(visible) > 0
+        assert sorted(video["masklet_prompt"]) == sorted(visible)
         for t, per_object in enumerate(video["masklet"]):
             for o, encoded in enumerate(per_object):
                 expected, _ = masks[(key, frames[t], video["masklet_prompt"][o])]
@@ -108,7 +110,7 @@ def test_an_export_is_deterministic(exported, tmp_path):
 
 def test_the_ontology_merges_prompts_into_one_category(run, exported, tmp_path):
     ontology = tmp_path / "ontology.yaml"
-    prompts = ["the red circle", "the object in the top left corner"]
+    prompts = sorted(load(run, "predictions").expression_text.unique())
     ontology.write_text("".join(f"{p}: {{name: thing, id: 3}}\n" for p in prompts))
     coco = COCO(str(exported("coco", "--ontology", str(ontology))))
     assert coco.dataset["categories"] == [{"id": 3, "name": "thing", "supercategory": "object"}]
@@ -120,10 +122,10 @@ def test_configuration_errors_are_one_line_before_any_output(run, tmp_path, caps
     import export_labels
 
     ontology = tmp_path / "partial.json"
-    ontology.write_text('{"the red circle": "circle"}')
+    ontology.write_text('{"the red circle": "circle", "the blue square": "square", "the green triangle": "triangle"}')
     out = tmp_path / "never"
     for flags, message in [
-        (["--ontology", str(ontology)], "1 prompts are not in the ontology: 'the object in the top left corner'"),
+        (["--ontology", str(ontology)], "2 prompts are not in the ontology: 'the largest shape'; 'the yellow shape'"),
         (["--min-score", "2"], "min_score must be in [0, 1]"),
         (["--ontology", str(tmp_path / "missing.yaml")], "cannot read the ontology"),
     ]:
@@ -136,7 +138,8 @@ def test_configuration_errors_are_one_line_before_any_output(run, tmp_path, caps
 def test_dedup_and_thresholds_through_the_job(run, exported):
     predictions = load(run, "predictions")
     kept = COCO(str(exported("coco", "--min-stability", "0.7", "--max-area-fraction", "0.07")))
-    expected = predictions[(predictions.stability >= 0.7) & (predictions.area_fraction <= 0.07)]
+    passing = (predictions.stability >= 0.7) & (predictions.area_fraction <= 0.07) & (predictions.area > 0)
+    expected = predictions[passing]
     assert len(kept.dataset["annotations"]) == len(expected) > 0
     # A threshold of 0 removes, on each frame, every mask that overlaps a higher-scored one at all.
     deduped = COCO(str(exported("coco", "--dedup-iou", "0")))
