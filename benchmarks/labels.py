@@ -1,4 +1,5 @@
-"""Export throughput and peak memory of ``jobs/export_labels.py`` on a synthetic run of many masks.
+"""Export throughput and peak memory of ``jobs/export_labels.py`` on a synthetic run of many masks, and what the
+worker's quality signals cost per expression next to post-processing.
 
     python benchmarks/labels.py               # up to 100,000 masks (25,000 images x 4 prompts), COCO and Label Studio
     python benchmarks/labels.py --masks 400 --out /tmp/labels.json   # tiny: checks that it runs
@@ -8,6 +9,10 @@ per shard whose masks are random ellipses, with scores, committed as the engine 
 in its own process at several run sizes, so its peak resident memory (``ru_maxrss``) is its own: an export that
 streams has a peak that does not grow with the number of masks. Prints a table and writes
 ``benchmarks/results/labels.json``.
+
+The signals' cost is timed at HyperSeg-3B's sizes: decoder logits of 100 queries at stride 4 on the 1024 canvas,
+a 480 x 640 frame, a few confident queries as trained weights give; post-processing (``best_query``, which now
+includes the chosen query's ``mask_quality``) against ``mask_quality`` and the mask's ``geometry`` alone.
 """
 
 import argparse
@@ -113,6 +118,44 @@ def measure(run: str, fmt: str, out: str) -> dict:
     return {"seconds": float(seconds), "masks": int(masks), "peak_mb": int(peak_kb) / 1024}
 
 
+def signal_cost(repeats: int = 15) -> dict:
+    """Median milliseconds per expression of post-processing and of the signals within and beside it."""
+    import statistics
+
+    import torch
+
+    from pipeline.model.postprocess import best_query, mask_quality, upsample_to_original
+
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randn(100, 256, 256, generator=generator)
+    seg = torch.full((100,), -6.0)
+    seg[:8] = torch.linspace(2.0, 0.5, 8)  # trained weights: about ten queries can win (trained_speed.json)
+    canvas, resized, original = 1024, (768, 1024), (480, 640)
+    plane = upsample_to_original(pred[:1], canvas, resized, original)[0]
+    mask = (plane > 0).numpy()
+
+    def median_ms(call) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    post = median_ms(lambda: best_query(pred, seg, canvas, resized, original))
+    quality = median_ms(lambda: mask_quality(plane, seg[0]))
+    shape = median_ms(lambda: geometry(mask))
+    encode = median_ms(lambda: rle.encode(mask))
+    return {
+        "postprocess_ms": post,
+        "mask_quality_ms": quality,
+        "geometry_ms": shape,
+        "rle_encode_ms": encode,
+        "signals_share_of_postprocess": (quality + shape) / post,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--masks", type=int, default=100_000, help="masks of the largest run")
@@ -149,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_mb']:>8.0f} {r['output_mb']:>9.1f}"
         )
     print("\n".join(lines))
+    cost = signal_cost()
+    print(
+        f"per expression: post-processing {cost['postprocess_ms']:.1f} ms, of which mask_quality "
+        f"{cost['mask_quality_ms']:.2f} ms; geometry beside it {cost['geometry_ms']:.2f} ms "
+        f"(signals {100 * cost['signals_share_of_postprocess']:.0f}% of post-processing; the mask's RLE, already "
+        f"written, {cost['rle_encode_ms']:.2f} ms)"
+    )
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_name(),
@@ -159,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": "one process per export; peak_mb is its ru_maxrss (includes the interpreter and imports)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "meta": meta}, indent=1) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "signals": cost, "meta": meta}, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

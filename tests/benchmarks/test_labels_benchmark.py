@@ -15,3 +15,5 @@ def test_benchmark_writes_a_row_per_format_and_size(tmp_path):
     ]  # three run sizes, every mask accepted by the default filters
     assert all(r["seconds"] > 0 and r["peak_mb"] > 0 and r["output_mb"] > 0 for r in rows)
     assert "masks/s" in result.stdout and report["meta"]["prompts_per_image"] == 4
+    cost = report["signals"]
+    assert 0 < cost["mask_quality_ms"] < cost["postprocess_ms"] and cost["geometry_ms"] > 0

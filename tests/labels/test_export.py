@@ -148,3 +148,45 @@ def test_dedup_and_thresholds_through_the_job(run, exported):
         masks = [deduped.annToMask(a).astype(bool) for a in anns]
         assert all(not (a & b).any() for i, a in enumerate(masks) for b in masks[i + 1 :])
     assert len(deduped.dataset["annotations"]) < len(predictions)
+
+
+def test_label_studio_tasks_decode_equal_through_label_studio_sdk(run, exported):
+    from label_studio_sdk.converter.brush import decode_rle
+    from label_studio_sdk.label_interface import LabelInterface
+
+    from pipeline.labels.export import model_version
+
+    out = exported("labelstudio", "--image-url-prefix", "/data/local-files/?d=corpus/")
+    tasks = json.loads(out.read_text())
+    masks = parquet(run)
+    assert len(tasks) == len({k[:2] for k in masks})  # one task per picture and video frame
+    decoded_count = 0
+    for task in tasks:
+        assert task["data"]["image"].startswith("/data/local-files/?d=corpus/")
+        for prediction in task["predictions"]:
+            assert prediction["model_version"] == model_version(run)
+            for result in prediction["result"]:
+                h, w = result["original_height"], result["original_width"]
+                decoded = np.asarray(decode_rle(result["value"]["rle"])).reshape(h, w, 4)[:, :, 3] > 0
+                prompt = result["value"]["brushlabels"][0]  # no ontology: a prompt is its own category
+                expected, row = masks[(task["data"]["key"], task["data"]["frame"], prompt)]
+                assert np.array_equal(decoded, expected) and result["score"] == pytest.approx(row.score)
+                assert result["type"] == "brushlabels" and result["value"]["format"] == "rle"
+                decoded_count += 1
+    assert decoded_count == sum(row.area > 0 for _, row in masks.values())
+    # The labelling config beside the tasks parses, with the tag names and labels the results use.
+    interface = LabelInterface((out.parent / "label_config.xml").read_text())
+    assert set(interface.get_tag("label").labels) == {k[2] for k in masks}
+
+
+def test_the_brush_encoding_decodes_through_label_studio_sdk():
+    from label_studio_sdk.converter.brush import decode_rle
+
+    from pipeline.labels.brush import encode
+
+    rng = np.random.default_rng(0)
+    cases = [rng.random((h, w)) < p for h, w, p in [(1, 1, 0.5), (7, 13, 0.3), (40, 30, 0.9), (64, 64, 0.02)]]
+    cases += [np.ones((300, 300), dtype=bool), np.zeros((17, 5), dtype=bool)]  # runs longer than 2**16 values
+    for mask in cases:
+        decoded = np.asarray(decode_rle(encode(mask))).reshape(*mask.shape, 4)
+        assert np.array_equal(decoded[:, :, 3] > 0, mask) and set(np.unique(decoded)) <= {0, 255}
