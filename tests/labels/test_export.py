@@ -190,3 +190,32 @@ def test_the_brush_encoding_decodes_through_label_studio_sdk():
     for mask in cases:
         decoded = np.asarray(decode_rle(encode(mask))).reshape(*mask.shape, 4)
         assert np.array_equal(decoded[:, :, 3] > 0, mask) and set(np.unique(decoded)) <= {0, 255}
+
+
+def test_a_run_and_its_exports_on_an_fsspec_url(tmp_path):
+    """The job writes its tables, exports and QC sheet to memory://, and they read back from there."""
+    import fsspec
+    import pseudo_label
+
+    from pipeline.data.fixtures.folder import write_folder
+    from pipeline.data.layouts import FORMATS
+    from pipeline.engine.cli import fixture_shards
+
+    corpus = write_folder(str(tmp_path / "corpus"))
+    shards = fixture_shards(tmp_path, FORMATS["folder"](corpus.corpus, fps=2, prompts=corpus.prompts_path))
+    run = "memory://labels-test/run"
+    args = ["--shards", shards, "--output", run, "--no-ray", "--export", "coco,davis", "--min-score", "0"]
+    assert pseudo_label.main(args) == 0
+    fs = fsspec.filesystem("memory")
+    local = tmp_path / "coco.json"
+    local.write_bytes(fs.cat_file("/labels-test/run/exports/coco.json"))
+    coco = COCO(str(local))
+    masks = parquet(run)
+    assert len(coco.dataset["annotations"]) == sum(row.area > 0 for _, row in masks.values()) > 0
+    for annotation in coco.dataset["annotations"]:
+        image = coco.imgs[annotation["image_id"]]
+        expected, _ = masks[(image["sample_key"], image["frame_name"], annotation["prompt"])]
+        assert np.array_equal(coco.annToMask(annotation).astype(bool), expected)
+    assert fs.exists("/labels-test/run/exports/qc/index.html")
+    assert fs.exists("/labels-test/run/exports/davis/meta.json")
+    fs.rm("/labels-test", recursive=True)
