@@ -20,9 +20,8 @@ from pipeline.engine.cli import fixture_shards, format_table, keep_value, option
 from pipeline.results import decode_mask, load  # noqa: E402
 
 
-def test_pseudo_label_on_its_built_in_corpus(tmp_path, capsys):
-    out = tmp_path / "labels"
-    assert pseudo_label.main(["--output", str(out), "--no-ray", "--min-score", "0.0"]) == 0
+def test_pseudo_label_on_its_built_in_corpus(labelled_run):
+    out = Path(labelled_run)
     report = json.loads((out / "_report" / "pseudo_label.json").read_text())
     predictions = load(str(out), "predictions")
     # 6 pictures of the synthetic world, an 8-frame video and 3 photographs; every prompt on every frame.
@@ -30,7 +29,7 @@ def test_pseudo_label_on_its_built_in_corpus(tmp_path, capsys):
     assert predictions.sample_key.nunique() == 10 and len(frames) == 17
     assert sorted(r["category"] for r in report["rows"]) == sorted(CORPUS_PROMPTS)
     assert sum(r["accepted"] for r in report["rows"]) == int((predictions.area > 0).sum())  # min score 0: non-empty
-    printed = capsys.readouterr().out
+    printed = (out / "_report" / "pseudo_label.txt").read_text()
     assert "exports/coco.json" in printed and "exports/qc/index.html" in printed
     assert (out / "exports" / "qc" / "index.html").is_file() and list((out / "exports" / "sav").glob("*_auto.json"))
     # The quality signals agree with the stored mask (pycocotools reads area and box off the same RLE).

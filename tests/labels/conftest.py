@@ -1,5 +1,4 @@
-"""One real pseudo-labelling run (the job's built-in corpus: six synthetic-world pictures, an 8-frame mp4 and three
-photographs, the shipped checkpoint), shared by the export tests."""
+"""The export tests share one real pseudo-labelling run (``labelled_run`` in tests/conftest.py)."""
 
 import sys
 from pathlib import Path
@@ -8,14 +7,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
 import export_labels  # noqa: E402
-import pseudo_label  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def run(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("labels") / "run"
-    assert pseudo_label.main(["--output", str(out), "--no-ray", "--export", "none"]) == 0
-    return str(out)
+def run(labelled_run) -> str:
+    return labelled_run
 
 
 @pytest.fixture
