@@ -54,11 +54,11 @@ class SavWriter:
         empty = rle.encode(np.zeros((height, width), dtype=bool))
         objects = [e for e in _objects(item) if any(_visible(item, e))]  # a masklet appears at least once
         per_object = {e: _visible(item, e) for e in objects}
-        masklet = [
-            [{"size": [height, width], "counts": (v[t].rle["counts"] if v[t] else empty["counts"])} for v in
-             per_object.values()]
+        tracks = list(per_object.values())
+        masklet = [  # frames x objects, SA-V's order
+            [{"size": [height, width], "counts": v[t].rle["counts"] if v[t] else empty["counts"]} for v in tracks]
             for t in range(len(item.frames))
-        ]  # fmt: skip
+        ]
         stats = {key: [] for key in ("size_abs", "size_rel", "changes", "first", "score", "stability")}
         for visible in per_object.values():
             areas = [lab.area for lab in visible if lab]
