@@ -71,10 +71,12 @@ def mask_quality(logits: torch.Tensor, seg_logit: torch.Tensor) -> Quality:
     """The quality signals of one query from its full-resolution mask logits ``(H, W)`` and its SEG logit."""
     if logits.ndim != 2:
         raise ValueError(f"mask logits must be (H, W), got {tuple(logits.shape)}")
-    inside = logits[logits > 0]  # the mask's logits; the +1 mask lies within it
-    mask_score = float(inside.sigmoid().sum()) / (inside.numel() + MASK_SCORE_EPS)
-    high = int((inside > STABILITY_OFFSET).sum())
-    low = int((logits > -STABILITY_OFFSET).sum())
+    # Dense ops only: gathering the mask's pixels by boolean indexing costs more than all of these together.
+    foreground = logits > 0
+    inside = int(torch.count_nonzero(foreground))
+    mask_score = float((logits.sigmoid() * foreground).sum()) / (inside + MASK_SCORE_EPS)
+    high = int(torch.count_nonzero(logits > STABILITY_OFFSET))
+    low = int(torch.count_nonzero(logits > -STABILITY_OFFSET))
     return Quality(float(seg_logit.float().sigmoid()), mask_score, high / low if low else float("nan"))
 
 
