@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipeline.engine.cli import format_table, write_report  # noqa: E402
-from pipeline.labels.export import FILE_FORMATS, FORMATS, export  # noqa: E402
+from pipeline.labels.export import FILE_FORMATS, FORMATS, export, model_version  # noqa: E402
 from pipeline.labels.ontology import OntologyError  # noqa: E402
 from pipeline.labels.options import COLUMNS, add_filter_arguments, filters_from_args, ontology_from_args  # noqa: E402
 from pipeline.labels.source import LabelsError  # noqa: E402
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
+        model_version(args.run)  # a run folder, readable
         filters = filters_from_args(args)
         ontology = ontology_from_args(args, args.run)
     except (ValueError, OntologyError, LabelsError) as error:

@@ -128,6 +128,7 @@ def test_configuration_errors_are_one_line_before_any_output(run, tmp_path, caps
         (["--ontology", str(ontology)], "2 prompts are not in the ontology: 'the largest shape'; 'the yellow shape'"),
         (["--min-score", "2"], "min_score must be in [0, 1]"),
         (["--ontology", str(tmp_path / "missing.yaml")], "cannot read the ontology"),
+        (["--run", str(tmp_path / "no-run")], "is not a run folder"),
     ]:
         code = export_labels.main(["--run", run, "--format", "coco", "--out", str(out / "x.json"), *flags])
         err = capsys.readouterr().err.strip().splitlines()
