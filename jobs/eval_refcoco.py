@@ -20,6 +20,7 @@ from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     add_run_arguments,
     config_from_args,
+    exit_status,
     fixture_shards,
     format_table,
     write_overlay,
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         text += f"\noverlay: {write_overlay(config.output.uri, config.data.shards)}"
     print(text)
     write_report(config.output.uri, "eval_refcoco", text, {"summary": vars(summary), "rows": rows})
-    return 0
+    return exit_status(summary)
 
 
 if __name__ == "__main__":

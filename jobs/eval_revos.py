@@ -25,6 +25,7 @@ from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     add_run_arguments,
     config_from_args,
+    exit_status,
     fixture_shards,
     format_table,
     write_overlay,
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         text += f"\nexported {written} masks to {args.export_png}/Annotations"
     print(text)
     write_report(config.output.uri, "eval_revos", text, {"summary": vars(summary), "rows": rows})
-    return 0
+    return exit_status(summary)
 
 
 if __name__ == "__main__":

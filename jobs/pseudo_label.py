@@ -20,7 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pipeline.data.fixtures.corpus import VIDEO_FPS, write_corpus  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
 from pipeline.engine import run  # noqa: E402
-from pipeline.engine.cli import add_run_arguments, config_from_args, fixture_shards, format_table, write_report  # noqa: E402
+from pipeline.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    config_from_args,
+    exit_status,
+    fixture_shards,
+    format_table,
+    write_report,
+)
 from pipeline.labels.export import FILE_FORMATS, export  # noqa: E402
 from pipeline.labels.export import FORMATS as EXPORTS  # noqa: E402
 from pipeline.labels.ontology import Ontology, OntologyError  # noqa: E402
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n" + format_table(exported.rows(), COLUMNS)
     print(text)
     write_report(output, "pseudo_label", text, {"rows": exported.rows() if exported else [], "formats": formats})
-    return 0
+    return exit_status(summary)
 
 
 if __name__ == "__main__":

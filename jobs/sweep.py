@@ -29,11 +29,13 @@ from pipeline.engine.cli import (  # noqa: E402
     SHIPPED_CHECKPOINT,
     add_run_arguments,
     config_from_args,
+    exit_status,
     format_table,
     keep_value,
     option_value,
     write_report,
 )
+from pipeline.engine.preflight import check_keep, check_method, fail  # noqa: E402
 from pipeline.engine.report import image_summary, video_summary  # noqa: E402
 from pipeline.results import load  # noqa: E402
 from pipeline.viz import accuracy_speed_plot, side_by_side  # noqa: E402
@@ -105,8 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = config_from_args(args, fixture)
     models = args.models or args.checkpoint or args.preset or DEFAULT_MODELS
-    grid = [("none", 1.0)] + [(m, keep_value(k)) for m in args.methods.split(",") for k in args.keeps.split(",")]
-    rows = []
+    try:
+        grid = [("none", 1.0)] + [(m, keep_value(k)) for m in args.methods.split(",") for k in args.keeps.split(",")]
+        for method, keep in grid:
+            check_method(method_spec(method)[0])
+            check_keep(keep)
+    except ValueError as error:
+        fail(Path(sys.argv[0]).name or "sweep.py", error)
+    rows, status = [], 0
     for entry in models.split(","):
         label, model = model_config(entry, base.model)
         for method, keep in grid:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             pruning = dataclasses.replace(base.pruning, method=name, keep=keep, options=options)
             config = dataclasses.replace(base, output=OutputConfig(out), model=model, pruning=pruning)
             summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+            status = max(status, exit_status(summary))
             runs = load(out, "runs")
             value, metric = accuracy(load(out, "metrics"))
             tokens = load(out, "tokens")
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         with fs.open(f"{root}/_report/sweep.png", "wb") as f:
             side_by_side([p for p, _ in plots], [t for _, t in plots]).save(f, format="PNG")
         print(f"plot: {base.output.uri.rstrip('/')}/_report/sweep.png")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

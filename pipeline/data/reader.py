@@ -108,7 +108,10 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def shard_urls(source: str | list[str]) -> list[str]:
-    """Expand a source (URL, glob, brace pattern, manifest, or a list of them) into shard URLs, in order."""
+    """Expand a source (URL, glob, brace pattern, manifest, a folder, or a list of them) into shard URLs, in order.
+
+    A folder stands for its ``manifest.json`` if it has one, else for its ``*.tar`` files.
+    """
     return [url for url, _ in _expand(source)]
 
 
@@ -158,7 +161,13 @@ def _expand(source: str | list[str]) -> list[tuple[str, dict | None]]:
             local = fs.protocol in ("file", "local") or "file" in fs.protocol
             out += [(p if local else fs.unstrip_protocol(p), None) for p in sorted(fs.glob(path))]
         else:
-            out.append((pattern, None))
+            fs, path = fsspec.core.url_to_fs(pattern)
+            if fs.isdir(path):  # a folder: its manifest if it has one, else its shards
+                inner = pattern.rstrip("/")
+                manifest = f"{inner}/{MANIFEST_NAME}"
+                out += _expand(manifest if fs.exists(f"{path.rstrip('/')}/{MANIFEST_NAME}") else f"{inner}/*.tar")
+            else:
+                out.append((pattern, None))
     return out
 
 

@@ -10,6 +10,7 @@ synthetic world (``checkpoints/synth-hyperseg``).
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import fsspec
 
 from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, PruningConfig, RunConfig
 from ..data import write_shards
+from .preflight import ConfigError, check_output, check_run, fail
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,19 @@ def option_value(text: str) -> tuple[str, object]:
 
 
 def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConfig:
-    """The run's config; without ``--shards``, ``fixture(folder)`` builds shards and returns their manifest."""
+    """The run's config, checked before any work starts (``preflight``: a bad one exits 2 with one line on stderr);
+    without ``--shards``, ``fixture(folder)`` builds shards and returns their manifest."""
+    program = Path(sys.argv[0]).name or "job"
+    try:
+        check_output(args.output)
+        config = _config(args, fixture)
+        check_run(config)
+    except (ConfigError, ValueError) as error:
+        fail(program, error)
+    return config
+
+
+def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConfig:
     shards = args.shards
     if shards is None:
         folder = Path(args.output) / "_fixture"
@@ -134,6 +148,23 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
             image_batch=args.image_batch,
         ),
     )
+
+
+def exit_status(summary, program: str | None = None) -> int:
+    """0 for a run that did its work; else 1, with one line on stderr: shards were given up (left uncommitted, so
+    the same command retries them), or every sample this run read failed (the ``errors`` table says why)."""
+    program = program or Path(sys.argv[0]).name or "job"
+    if summary.failed_shards:
+        print(
+            f"{program}: {len(summary.failed_shards)} of {summary.shards_total} shards failed and were left "
+            "uncommitted; run the same command again to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    if summary.samples and not summary.processed:
+        print(f"{program}: every one of the {summary.samples} samples failed; see the errors table", file=sys.stderr)
+        return 1
+    return 0
 
 
 def fixture_shards(folder: Path, samples, *, max_samples: int = 1) -> str:

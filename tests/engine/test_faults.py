@@ -111,17 +111,17 @@ ray.init(address=sys.argv[1], runtime_env={{"worker_process_setup_hook": install
 sys.path.insert(0, "jobs")
 import pseudo_label
 
-pseudo_label.main(sys.argv[2:])
+sys.exit(pseudo_label.main(sys.argv[2:]))
 """
 
 
-def finish(process: subprocess.Popen, log: Path) -> None:
+def finish(process: subprocess.Popen, log: Path, expected: int = 0) -> None:
     try:
         code = process.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         raise AssertionError(f"the driver hung; its log ends:\n{log.read_text()[-3000:]}") from None
-    assert code == 0, f"the driver failed ({code}); its log ends:\n{log.read_text()[-3000:]}"
+    assert code == expected, f"the driver ended with {code}, not {expected}; its log ends:\n{log.read_text()[-3000:]}"
 
 
 def wait_for(condition, process: subprocess.Popen, log: Path):
@@ -238,7 +238,9 @@ def test_a_shard_whose_workers_keep_dying_is_given_up_and_the_rest_is_kept(clust
     out, log = tmp_path / "out", tmp_path / "driver.log"
     poisoned = 3
     hook = (image_sample(poisoned * PER_SHARD + 2).key, "os._exit(1)")  # the process dies, as by the OOM killer
-    finish(driver(cluster, manifest, out, log, hook=hook, extra=["--max-attempts", "2"]), log)
+    # A shard given up is left uncommitted and the job says so: exit 1, with the same command to retry it.
+    finish(driver(cluster, manifest, out, log, hook=hook, extra=["--max-attempts", "2"]), log, expected=1)
+    assert "1 of 8 shards failed and were left uncommitted; run the same command again" in log.read_text()
     shard = json.loads(manifest.read_text())["shards"][poisoned]["uri"]
     assert_exactly_once(out, manifest, missing=(shard,))
     (row,) = load(str(out), "runs").itertuples()
