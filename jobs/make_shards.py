@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pipeline.data import write_shards  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
+from pipeline.engine.preflight import check_output, fail  # noqa: E402
 
 logger = logging.getLogger("make_shards")
 
@@ -72,7 +73,15 @@ def converter_options(convert, args: argparse.Namespace) -> dict:
         given["split"], flags["split"] = args.split, "--split"
     unknown = sorted(flags[name] for name in set(given) - set(accepted))
     if unknown:
-        raise SystemExit(f"{', '.join(unknown)} do(es) not apply to --format {args.format}")
+        raise ValueError(f"{', '.join(unknown)} do(es) not apply to --format {args.format}")
+    required = [
+        "--" + name.replace("_", "-")
+        for name, parameter in accepted.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is inspect.Parameter.empty
+        and name not in given
+    ]  # fmt: skip
+    if required:
+        raise ValueError(f"--format {args.format} needs {', '.join(required)}")
     return given
 
 
@@ -84,23 +93,30 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     convert = FORMATS[args.format]
-    options = converter_options(convert, args)
+    try:
+        options = converter_options(convert, args)
+        check_output(args.out)
+    except ValueError as error:
+        fail("make_shards.py", error)
     prefix = args.prefix or "-".join(filter(None, [args.format, options.get("split")])).replace(".", "_")
     logger.info("converting %s from %s with %s", args.format, args.root, options)
-    shards = write_shards(
-        convert(args.root, **options),
-        args.out,
-        prefix=prefix,
-        max_samples=args.max_samples,
-        max_bytes=int(args.max_bytes),
-        extra={
-            "converted_with": {
-                "format": args.format,
-                "root": str(args.root),
-                **{k: str(v) for k, v in options.items()},
-            }
-        },
-    )
+    try:
+        shards = write_shards(
+            convert(args.root, **options),
+            args.out,
+            prefix=prefix,
+            max_samples=args.max_samples,
+            max_bytes=int(args.max_bytes),
+            extra={
+                "converted_with": {
+                    "format": args.format,
+                    "root": str(args.root),
+                    **{k: str(v) for k, v in options.items()},
+                }
+            },
+        )
+    except (ValueError, FileNotFoundError) as error:  # the layout is not what --format says (a missing file...)
+        fail("make_shards.py", error)
     total = sum(s.samples for s in shards)
     print(f"{total} samples in {len(shards)} shards under {args.out} (manifest.json)")
     return 0

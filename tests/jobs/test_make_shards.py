@@ -55,8 +55,19 @@ def test_every_format(tmp_path):
     assert all(len(s.expressions) == len(corpus.prompts) for s in samples)
 
 
-def test_flags_that_do_not_apply_are_refused(tmp_path):
-    with pytest.raises(SystemExit, match="--fps do"):
-        make_shards.main(["--format", "refcoco", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--fps", "2"])
-    with pytest.raises(SystemExit, match="--keep-test do"):
-        make_shards.main(["--format", "revos", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--keep-test"])
+def test_configuration_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "o")]
+    cases = [
+        (["--format", "refcoco", "--root", str(tmp_path), "--fps", "2"], "--fps do(es) not apply to --format refcoco"),
+        (["--format", "revos", "--root", str(tmp_path), "--keep-test"], "--keep-test do(es) not apply"),
+        (["--format", "refcoco", "--root", str(tmp_path)], "--format refcoco needs --split"),
+        (["--format", "revos", "--root", str(tmp_path)], "meta_expressions_valid_.json: missing"),
+        (["--format", "folder", "--root", str(tmp_path / "nowhere")], "no such folder, file or glob match"),
+    ]
+    for flags, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            make_shards.main([*flags, *out])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1 and message in err[0], (flags, err)
+        assert err[0].startswith("make_shards.py: error: ")
+    assert not (tmp_path / "o" / "manifest.json").exists()
