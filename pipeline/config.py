@@ -92,14 +92,20 @@ class ClusterConfig:
     # Attempts at one shard per run before it is given up (left uncommitted, listed in runs.failed_shards):
     # Ray Data retries an actor's task forever, and a sample that kills its process would loop.
     max_attempts: int = 3
+    # Tries at reading a shard and writing its tables when storage fails (an ``OSError``: missing, permission,
+    # connection, timeout), with exponential backoff from ``io_backoff`` seconds; then it is left uncommitted.
+    io_tries: int = 3
+    io_backoff: float = 1.0
     # Image samples of one prompt wording segmented in one model call (videos go one at a time: frame order).
     image_batch: int = 8
 
     def __post_init__(self) -> None:
-        if min(self.actors, self.batch_size, self.max_attempts, self.image_batch) < 1:
+        if self.io_backoff < 0:
+            raise ValueError(f"io_backoff must be >= 0, got {self.io_backoff}")
+        if min(self.actors, self.batch_size, self.max_attempts, self.image_batch, self.io_tries) < 1:
             raise ValueError(
-                f"actors, batch_size, max_attempts and image_batch must be >= 1, got {self.actors}, "
-                f"{self.batch_size}, {self.max_attempts}, {self.image_batch}"
+                f"actors, batch_size, max_attempts, image_batch and io_tries must be >= 1, got {self.actors}, "
+                f"{self.batch_size}, {self.max_attempts}, {self.image_batch}, {self.io_tries}"
             )
 
 

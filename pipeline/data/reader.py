@@ -195,12 +195,18 @@ def read_samples(source: str | list[str]) -> Iterator[Sample | ReadError]:
         yield from read_shard(url)
 
 
+class ShardUnreadable(OSError):
+    """A shard that could not be opened or read to its end for a reason outside its bytes (missing, permission,
+    a dropped connection, a timeout, a store's 5xx): the run retries it, then leaves it uncommitted."""
+
+
 def read_shard(url: str) -> Iterator[Sample | ReadError]:
     """The samples of one shard, bad ones as ``ReadError``.
 
-    A key that repeats within the shard is refused after its first sample. A truncated or unreadable tar
+    A key that repeats within the shard is refused after its first sample. A truncated or corrupt tar
     ends the shard with one error record, keyed by the sample whose members were being read (that sample
-    is lost; the samples before it were yielded).
+    is lost; the samples before it were yielded). A shard that cannot be opened or read (an ``OSError``)
+    raises ``ShardUnreadable`` instead: that is not the data's fault, and it must not be committed as done.
     """
     reading: list[str | None] = [None]  # key of the last member read: the sample being assembled
     seen: set[str] = set()
@@ -220,7 +226,7 @@ def read_shard(url: str) -> Iterator[Sample | ReadError]:
                     continue
                 seen.add(key)
                 yield check_sample(url, raw)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as error:
+    except (tarfile.TarError, EOFError, ValueError) as error:
         # webdataset appends " @ <stream repr>" to the reason; the shard URL says more.
         reason = str(error.args[0]).split(" @ ")[0] if error.args else ""
         yield ReadError(
@@ -229,6 +235,8 @@ def read_shard(url: str) -> Iterator[Sample | ReadError]:
             "tar",
             f"truncated or corrupt tar after {len(seen)} samples ({type(error).__name__}: {reason})",
         )
+    except OSError as error:  # missing, permission, connection reset, timeout, a store's 5xx: not the data's fault
+        raise ShardUnreadable(f"{url}: {type(error).__name__}: {error} (after {len(seen)} samples)") from error
 
 
 def check_sample(shard: str, raw: dict) -> Sample | ReadError:

@@ -82,6 +82,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
         default=3,
         help="attempts at a shard whose workers die before it is given up",
     )
+    parser.add_argument(
+        "--io-tries", type=int, default=3, help="tries at reading a shard or writing its tables when storage fails"
+    )
+    parser.add_argument("--io-backoff", type=float, default=1.0, help="seconds before the second try, then doubling")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
     parser.add_argument("--overwrite", action="store_true", help="replace an output folder of another configuration")
@@ -145,6 +149,8 @@ def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConf
             actors=args.actors,
             batch_size=args.batch_size,
             max_attempts=args.max_attempts,
+            io_tries=args.io_tries,
+            io_backoff=args.io_backoff,
             image_batch=args.image_batch,
         ),
     )

@@ -141,10 +141,12 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     row = _write_run(sink, base, "finished", stats, sink.attempt_count(run_id=run_id), time.perf_counter() - start)
     if row["failed_shards"]:
         logger.error(
-            "%d shards were given up after %d attempts each (run again to retry them): %s",
+            "%d shards were left uncommitted (run again to retry them): %s",
             len(row["failed_shards"]),
-            config.cluster.max_attempts,
-            ", ".join(row["failed_shards"]),
+            "; ".join(
+                f"{shard} ({reason})"
+                for shard, reason in zip(row["failed_shards"], row["failed_reasons"], strict=True)
+            ),
         )
     return RunSummary(
         run_id=run_id,
@@ -173,7 +175,7 @@ def _runs(output: str):
 
 def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts: int, seconds: float) -> dict:
     """The run's ``runs`` row from the shards' stats and this run's attempt count, written (replacing) now."""
-    failed = sorted(s["shard"] for s in stats if s["failed"])
+    failed = sorted((s["shard"], str(s.get("reason") or "")) for s in stats if s["failed"])
     stats = [s for s in stats if not s["failed"]]
     frames = sum(s["frames"] for s in stats)
     row = {
@@ -181,7 +183,8 @@ def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts:
         "status": status,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if status != "running" else None,
         "shards_done": len(stats),
-        "failed_shards": failed,
+        "failed_shards": [shard for shard, _ in failed],
+        "failed_reasons": [reason for _, reason in failed],
         "attempts": attempts,
         "retries": max(0, attempts - len(stats)) if status == "finished" else 0,
         **{k: sum(s[k] for s in stats) for k in ("samples", "processed", "expressions", "frames", "errors")},

@@ -34,6 +34,7 @@ STATS = (
     "run_id",
     "attempt",
     "failed",
+    "reason",
     "samples",
     "processed",
     "expressions",
@@ -122,13 +123,49 @@ class ShardProcessor:
         done = self.sink.committed(name)
         if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
             logger.info("shard %s: already committed by run %s", url, done["run_id"])
-            return {k: 0 for k in STATS} | done  # a marker of an older version may lack a field
+            return {k: 0 for k in STATS} | {"reason": ""} | done  # a marker of an older version may lack a field
         earlier = self.sink.attempt_count(name, self.run_id)
         if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
             logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier, self.run_id)
-            return {k: 0 for k in STATS} | {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
+            gone = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
+            return {k: 0 for k in STATS} | gone | {"reason": f"{earlier} attempts died"}
         attempt = self.sink.begin(name, self.run_id, torch_threads=torch.get_num_threads(), **_node())
-        repeated = repeated or {}
+        tries, backoff = self.config.cluster.io_tries, self.config.cluster.io_backoff
+        for attempt_no in range(1, tries + 1):
+            try:
+                rows, counts = self._segment(url, repeated or {})
+                for table in TABLES:
+                    self.sink.write_table(table, name, to_table(table, rows[table]))
+                break
+            except OSError as error:  # storage, not data: reading the shard or writing its tables failed
+                reason = f"{type(error).__name__}: {error}"
+                if attempt_no == tries:
+                    logger.error("shard %s: %s; %d tries, left uncommitted", url, reason, tries)
+                    failed = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1, "reason": reason}
+                    return {k: 0 for k in STATS} | failed
+                delay = backoff * 2 ** (attempt_no - 1)
+                logger.warning("shard %s: %s; try %d of %d again in %.1f s", url, reason, attempt_no + 1, tries, delay)
+                time.sleep(delay)
+        stats = {
+            "shard": url,
+            "shard_id": name,
+            "run_id": self.run_id,
+            "attempt": attempt,
+            "failed": 0,
+            "reason": "",
+            **counts,
+            "predictions": len(rows["predictions"]),
+            "errors": len(rows["errors"]),
+            "seconds": time.perf_counter() - start,
+        }
+        self.sink.commit(name, stats)
+        logger.info(
+            "shard %s: %d samples, %d errors, %.1f s", url, counts["samples"], stats["errors"], stats["seconds"]
+        )
+        return stats
+
+    def _segment(self, url: str, repeated: dict[str, str]) -> tuple[dict, dict]:
+        """Every table's rows of one shard and its counts (raises ``OSError`` when the shard cannot be read)."""
         rows = {t: [] for t in TABLES}
         counts = {"samples": 0, "processed": 0, "expressions": 0, "frames": 0}
         batch: list[tuple[Sample, list[np.ndarray]]] = []  # image samples of one task, segmented together
@@ -153,24 +190,7 @@ class ShardProcessor:
             if len(batch) >= self.config.cluster.image_batch:
                 self._flush(url, batch, rows, counts)
         self._flush(url, batch, rows, counts)
-        for table in TABLES:
-            self.sink.write_table(table, name, to_table(table, rows[table]))
-        stats = {
-            "shard": url,
-            "shard_id": name,
-            "run_id": self.run_id,
-            "attempt": attempt,
-            "failed": 0,
-            **counts,
-            "predictions": len(rows["predictions"]),
-            "errors": len(rows["errors"]),
-            "seconds": time.perf_counter() - start,
-        }
-        self.sink.commit(name, stats)
-        logger.info(
-            "shard %s: %d samples, %d errors, %.1f s", url, counts["samples"], stats["errors"], stats["seconds"]
-        )
-        return stats
+        return rows, counts
 
     def _add(self, url: str, item: Sample, frames, results: dict | None, rows: dict, counts: dict) -> None:
         """One sample's rows into ``rows`` (segmenting it unless ``results`` are given), or its errors row."""
