@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pipeline.engine.cli import format_table, write_report  # noqa: E402
 from pipeline.labels.export import FILE_FORMATS, FORMATS, export, model_version  # noqa: E402
+from pipeline.labels.files import parent  # noqa: E402
 from pipeline.labels.ontology import OntologyError  # noqa: E402
 from pipeline.labels.options import COLUMNS, add_filter_arguments, filters_from_args, ontology_from_args  # noqa: E402
 from pipeline.labels.source import LabelsError  # noqa: E402
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     qc = None
     if args.qc is not None:
         base = args.out.rstrip("/")
-        qc = args.qc or (
-            f"{base.rsplit('/', 1)[0] if '/' in base else '.'}/qc" if args.format in FILE_FORMATS else f"{base}/qc"
-        )
+        qc = args.qc or (f"{parent(base)}/qc" if args.format in FILE_FORMATS else f"{base}/qc")
     try:
         summary = export(
             args.run,

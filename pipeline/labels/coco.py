@@ -4,7 +4,7 @@ Image ids number every frame of the run in export order (accepted labels or not)
 file exported from one run with any filters agree on them. Annotation ids number the accepted labels.
 """
 
-from .files import JsonArray, copy_frames, image_file, write_array, write_document
+from .files import JsonArray, copy_frames, frame_files, parent, write_array, write_document
 from .ontology import Ontology
 from .source import Label, LabelledSample
 
@@ -20,13 +20,10 @@ class CocoWriter:
     def __init__(self, out: str, ontology: Ontology, info: dict, *, copy_images: bool = False) -> None:
         self.out, self.ontology, self.info, self.copy_images = out, ontology, info, copy_images
         self.images, self.annotations = JsonArray(), JsonArray()
-        self.root = out.rsplit("/", 1)[0] if "/" in out else "."
 
     def add(self, item: LabelledSample, image_ids: list[int]) -> None:
-        names = []
-        for frame, image_id in zip(item.frames, image_ids, strict=True):
-            name = ("images/" if self.copy_images else "") + image_file(item, frame)
-            names.append((frame, name))
+        names = frame_files(item, self.copy_images)
+        for (frame, name), image_id in zip(names, image_ids, strict=True):
             image = {"id": image_id, "file_name": name, "width": frame.width, "height": frame.height}
             image |= {"sample_key": item.key, "frame_name": frame.name}  # the run's keys, to join back to its tables
             if item.is_video:
@@ -51,7 +48,7 @@ class CocoWriter:
                         }
                     )
         if self.copy_images:
-            copy_frames(item, self.root, names)
+            copy_frames(item, parent(self.out), names)
 
     def close(self) -> None:
         categories = [{"id": c.id, "name": c.name, "supercategory": "object"} for c in self.ontology.category_list()]

@@ -44,6 +44,18 @@ def image_file(item: LabelledSample, frame: Frame) -> str:
     return f"{video}/{frame.name}{PurePosixPath(media['members'][frame.index]).suffix}"
 
 
+def parent(url: str) -> str:
+    """The folder holding ``url`` (``.`` for a bare file name): where an export's images and QC sheet go."""
+    return url.rsplit("/", 1)[0] if "/" in url else "."
+
+
+def frame_files(item: LabelledSample, copy_images: bool) -> list[tuple[Frame, str]]:
+    """Each frame of ``item`` with its file name as a JSON export names it: ``image_file``, under ``images/``
+    beside the JSON when the export copies the frames (``copy_frames(item, parent(out), ...)``)."""
+    prefix = "images/" if copy_images else ""
+    return [(frame, prefix + image_file(item, frame)) for frame in item.frames]
+
+
 def frame_bytes(item: LabelledSample, frame: Frame, decoded: list[np.ndarray] | None) -> bytes:
     """The frame as stored in the shard (image and frame members byte-identical), or JPEG of a decoded mp4 frame
     (``decoded``: the sample's frames, decoded once by the caller)."""

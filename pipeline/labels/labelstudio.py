@@ -6,7 +6,7 @@ are read from ``--image-url-prefix`` + the file name (for example a local-files 
 """
 
 from .brush import encode
-from .files import JsonArray, copy_frames, image_file, write_array, write_text
+from .files import JsonArray, copy_frames, frame_files, parent, write_array, write_text
 from .ontology import Ontology
 from .source import LabelledSample, decode
 
@@ -37,13 +37,10 @@ class LabelStudioWriter:
         self.out, self.ontology, self.copy_images = out, ontology, copy_images
         self.prefix, self.model_version = image_url_prefix, info["model_version"]
         self.tasks = JsonArray()
-        self.root = out.rsplit("/", 1)[0] if "/" in out else "."
 
     def add(self, item: LabelledSample, image_ids: list[int]) -> None:
-        names = []
-        for frame, image_id in zip(item.frames, image_ids, strict=True):
-            name = ("images/" if self.copy_images else "") + image_file(item, frame)
-            names.append((frame, name))
+        names = frame_files(item, self.copy_images)
+        for (frame, name), image_id in zip(names, image_ids, strict=True):
             accepted = [label for label in frame.labels if label.accepted]
             results = [
                 {
@@ -66,8 +63,8 @@ class LabelStudioWriter:
                 predictions.append({"model_version": self.model_version, "score": score, "result": results})
             self.tasks.append({"data": data, "predictions": predictions})
         if self.copy_images:
-            copy_frames(item, self.root, names)
+            copy_frames(item, parent(self.out), names)
 
     def close(self) -> None:
         write_array(self.out, self.tasks)
-        write_text(f"{self.root}/label_config.xml", label_config(self.ontology))
+        write_text(f"{parent(self.out)}/label_config.xml", label_config(self.ontology))
