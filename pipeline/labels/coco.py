@@ -4,7 +4,7 @@ Image ids number every frame of the run in export order (accepted labels or not)
 file exported from one run with any filters agree on them. Annotation ids number the accepted labels.
 """
 
-from .files import JsonArray, copy_frames, frame_files, parent, write_array, write_document
+from .files import JsonArray, copy_frames, frame_files, json_number, parent, write_array, write_document
 from .ontology import Ontology
 from .source import Label, LabelledSample
 
@@ -44,7 +44,7 @@ class CocoWriter:
                             "prompt": label.prompt,
                             "seg_score": label.seg_score,
                             "mask_score": label.mask_score,
-                            "stability": None if label.stability != label.stability else label.stability,
+                            "stability": json_number(label.stability),
                         }
                     )
         if self.copy_images:

@@ -44,6 +44,11 @@ def image_file(item: LabelledSample, frame: Frame) -> str:
     return f"{video}/{frame.name}{PurePosixPath(media['members'][frame.index]).suffix}"
 
 
+def json_number(value: float | None) -> float | None:
+    """``value`` as JSON can hold it: NaN (an undefined stability or track IoU) and None become null."""
+    return None if value is None or value != value else float(value)
+
+
 def parent(url: str) -> str:
     """The folder holding ``url`` (``.`` for a bare file name): where an export's images and QC sheet go."""
     return url.rsplit("/", 1)[0] if "/" in url else "."

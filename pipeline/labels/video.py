@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import rle
-from .files import JsonArray, copy_frames, image_file, open_output, write_document
+from .files import JsonArray, copy_frames, image_file, json_number, open_output, write_document
 from .ontology import Ontology
 from .source import LabelledSample, decode
 
@@ -70,7 +70,7 @@ class SavWriter:
             stats["changes"].append(sum(a != b for a, b in zip(after, after[1:], strict=False)))
             stats["first"].append(first_seen)
             stats["score"].append(float(np.mean([lab.score for lab in visible if lab])))
-            stats["stability"].append([_finite(lab.stability) if lab else None for lab in visible])
+            stats["stability"].append([json_number(lab.stability) if lab else None for lab in visible])
         labels = [next(lab for lab in first.labels if lab.expression_id == e) for e in objects]
         fps = item.fps
         document = {
@@ -102,7 +102,7 @@ class SavWriter:
             "masklet_category": [lab.category.name for lab in labels],
             "masklet_score": stats["score"],
             "masklet_present_fraction": [item.tracks.get(e, {}).get("present_fraction") for e in objects],
-            "masklet_temporal_iou": [_finite(item.tracks.get(e, {}).get("temporal_iou")) for e in objects],
+            "masklet_temporal_iou": [json_number(item.tracks.get(e, {}).get("temporal_iou")) for e in objects],
             "model_version": self.info["model_version"],
         }
         with open_output(f"{self.out}/{item.key}_auto.json") as f:
@@ -112,10 +112,6 @@ class SavWriter:
 
     def close(self) -> None:
         pass
-
-
-def _finite(value):
-    return None if value is None or value != value else float(value)
 
 
 def palette() -> list[int]:
