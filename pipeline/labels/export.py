@@ -106,7 +106,9 @@ def export(
     ``qc``: also write the QC sheet into that folder."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
-    ontology = ontology or Ontology.identity(run_prompts(run))
+    prompts = run_prompts(run)
+    ontology = ontology or Ontology.identity(prompts)
+    ontology.check(prompts)  # before anything is written
     info = {
         "description": "pseudo-labels exported by EVTP-IVS",
         "run": run,

@@ -95,8 +95,8 @@ def run_prompts(run: str) -> list[str]:
 
 
 def labelled_samples(run: str, filters: Filters, ontology: Ontology) -> Iterator[LabelledSample]:
-    """Every committed sample of ``run`` with predictions, in shard then shard order, frames and prompts in order."""
-    ontology.check(run_prompts(run))
+    """Every committed sample of ``run`` with predictions, in shard then shard order, frames and prompts in order;
+    ``ontology`` must hold every prompt of the run (``Ontology.check``)."""
     fs, files = table_files(run, "predictions")
     track_fs, track_files = table_files(run, "tracks")
     tracks_by_shard = {path.rsplit("/", 1)[-1]: path for path in track_files}
