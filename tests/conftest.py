@@ -1,11 +1,19 @@
-"""Fixtures more than one test folder shares."""
+"""Fixtures more than one test folder shares, and the loopback rule for every Ray the tests start."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
+
+# Every Ray a test starts (ray.init, ray.cluster_utils.Cluster, a job's own local Ray, in this process or a
+# subprocess, which inherits the variable) takes 127.0.0.1 as its node address, and its servers then listen on
+# loopback only. Ray reads this variable (ray/_private/ray_constants.py, ENABLE_RAY_CLUSTER) to decide between
+# the loopback address and the machine's network address; despite its name it applies on Linux too.
+# tests/engine/test_loopback.py checks the listening sockets.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import pytest
 from pipeline.data import write_shards
 from pipeline.engine.sink import Sink, shard_id
 from pipeline.results import load
+from tests.engine.test_loopback import off_loopback
 from tests.samples import image_sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,7 @@ class ClusterHost:
 def cluster():
     pytest.importorskip("ray.cluster_utils")
     host = ClusterHost(workers=3)
+    assert off_loopback(host.process.pid) == {}, "a node of the simulated cluster listens beyond 127.0.0.1"
     yield host
     host.close()
 
