@@ -16,13 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipeline.data.layouts import FORMATS  # noqa: E402
-from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     add_run_arguments,
     config_from_args,
     exit_status,
     fixture_shards,
     format_table,
+    start,
     write_overlay,
     write_report,
 )
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, default_output="runs/eval-refcoco")
     args = parser.parse_args(argv)
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+    summary = start(config, args)
     rows = image_summary(load(config.output.uri, "metrics"))
     p = config.pruning
     header = (

@@ -21,13 +21,13 @@ from PIL import Image  # noqa: E402
 
 from pipeline.data import Sample, read_samples  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
-from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     add_run_arguments,
     config_from_args,
     exit_status,
     fixture_shards,
     format_table,
+    start,
     write_overlay,
     write_report,
 )
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-png", help="also write the masks in the official PNG layout under this folder")
     args = parser.parse_args(argv)
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+    summary = start(config, args)
     rows = video_summary(load(config.output.uri, "metrics"))
     p = config.pruning
     header = (

@@ -19,13 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pipeline.data.fixtures.corpus import VIDEO_FPS, write_corpus  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
-from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     add_run_arguments,
     config_from_args,
     exit_status,
     fixture_shards,
     format_table,
+    start,
     write_report,
 )
 from pipeline.labels.export import FILE_FORMATS, export  # noqa: E402
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pseudo_label: error: {error}", file=sys.stderr)
         return 2
     config = config_from_args(args, fixture)
-    summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+    summary = start(config, args)
     output = config.output.uri.rstrip("/")
     try:
-        ontology = ontology_from_args(args, output)
+        ontology = ontology_from_args(args, output) if formats else None  # it reads the run's prompts
     except (OntologyError, LabelsError) as error:
         print(f"pseudo_label: error: {error}", file=sys.stderr)
         return 2

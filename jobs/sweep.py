@@ -24,7 +24,6 @@ import fsspec  # noqa: E402
 from eval_revos import fixture  # noqa: E402
 
 from pipeline.config import ModelConfig, OutputConfig  # noqa: E402
-from pipeline.engine import run  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     SHIPPED_CHECKPOINT,
     add_run_arguments,
@@ -33,6 +32,7 @@ from pipeline.engine.cli import (  # noqa: E402
     format_table,
     keep_value,
     option_value,
+    start,
     write_report,
 )
 from pipeline.engine.preflight import check_keep, check_method, fail  # noqa: E402
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             name, options = method_spec(method)
             pruning = dataclasses.replace(base.pruning, method=name, keep=keep, options=options)
             config = dataclasses.replace(base, output=OutputConfig(out), model=model, pruning=pruning)
-            summary = run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+            summary = start(config, args)
             status = max(status, exit_status(summary))
             runs = load(out, "runs")
             value, metric = accuracy(load(out, "metrics"))

@@ -98,10 +98,14 @@ class ClusterConfig:
     io_backoff: float = 1.0
     # Image samples of one prompt wording segmented in one model call (videos go one at a time: frame order).
     image_batch: int = 8
+    # Seconds without a heartbeat after which another driver takes over the run folder's lease (engine/lease.py).
+    lease_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.io_backoff < 0:
             raise ValueError(f"io_backoff must be >= 0, got {self.io_backoff}")
+        if self.lease_timeout <= 0:
+            raise ValueError(f"lease_timeout must be > 0 seconds, got {self.lease_timeout}")
         if min(self.actors, self.batch_size, self.max_attempts, self.image_batch, self.io_tries) < 1:
             raise ValueError(
                 f"actors, batch_size, max_attempts, image_batch and io_tries must be >= 1, got {self.actors}, "

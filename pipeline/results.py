@@ -36,6 +36,7 @@ def table_files(run: str, table: str, *, committed_only: bool = True) -> tuple[f
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
     fs, root = fsspec.core.url_to_fs(run.rstrip("/"))
+    fs.invalidate_cache(f"{root}/{table}")  # another process (the run) wrote it since this one last listed it
     files = sorted(p for p in fs.glob(f"{root}/{table}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
     if committed_only and table != "runs":
         done = Sink(run).done()

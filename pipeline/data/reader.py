@@ -174,7 +174,7 @@ def _expand(source: str | list[str]) -> list[tuple[str, dict | None]]:
 def _scan_keys(url: str) -> list[str]:
     keys: list[str] = []
     try:
-        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        with fsspec.open(url, "rb") as f, tarfile.open(fileobj=StoreReads(f), mode="r:") as tar:
             for member in tar:
                 key = base_plus_ext(member.name)[0] if member.isreg() else None
                 # webdataset's grouping: consecutive members with one prefix are one sample.
@@ -193,6 +193,31 @@ def read_samples(source: str | list[str]) -> Iterator[Sample | ReadError]:
     """Every sample of every shard of ``source``, in order; bad ones as ``ReadError``."""
     for url in shard_urls(source):
         yield from read_shard(url)
+
+
+class StoreReads:
+    """A shard's byte stream whose read failures are all ``OSError``: a store's client raises types of its own for
+    some (aiohttp's ``ClientPayloadError`` when a connection is cut mid-body) that would otherwise pass for a bug."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except OSError:
+            raise
+        except Exception as error:  # whatever the client raises while reading is the store's
+            raise ConnectionError(f"{type(error).__name__}: {error}") from error
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def seekable(self) -> bool:
+        return self.stream.seekable()
 
 
 class ShardUnreadable(OSError):
@@ -219,7 +244,7 @@ def read_shard(url: str) -> Iterator[Sample | ReadError]:
 
     try:
         with fsspec.open(url, "rb") as stream:
-            for raw in group_by_keys(members(stream)):
+            for raw in group_by_keys(members(StoreReads(stream))):
                 key = raw["__key__"]
                 if key in seen:
                     yield ReadError(url, key, "key", f"key {key!r} repeats within the shard; the first sample is kept")

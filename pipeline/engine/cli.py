@@ -18,7 +18,9 @@ import fsspec
 
 from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, PruningConfig, RunConfig
 from ..data import write_shards
+from .lease import LeaseHeld
 from .preflight import ConfigError, check_output, check_run, fail
+from .run import RunSummary, run
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
         "--io-tries", type=int, default=3, help="tries at reading a shard or writing its tables when storage fails"
     )
     parser.add_argument("--io-backoff", type=float, default=1.0, help="seconds before the second try, then doubling")
+    parser.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=120.0,
+        help="seconds without a heartbeat after which another driver may take over the run folder",
+    )
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
     parser.add_argument("--overwrite", action="store_true", help="replace an output folder of another configuration")
@@ -152,8 +160,18 @@ def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConf
             io_tries=args.io_tries,
             io_backoff=args.io_backoff,
             image_batch=args.image_batch,
+            lease_timeout=args.lease_timeout,
         ),
     )
+
+
+def start(config: RunConfig, args: argparse.Namespace) -> RunSummary:
+    """``run(config)`` for a job: a folder that another driver holds, or that holds a run of another configuration,
+    is one line on stderr and exit code 2, before any work."""
+    try:
+        return run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
+    except (LeaseHeld, ConfigError) as error:
+        fail(Path(sys.argv[0]).name or "job", error)
 
 
 def exit_status(summary, program: str | None = None) -> int:

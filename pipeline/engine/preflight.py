@@ -96,4 +96,18 @@ def check_run(config: RunConfig) -> None:
     check_keep(config.pruning.keep)
     check_method(config.pruning.method)
     check_model(config.model)
+    if config.pruning.references:
+        check_references(config.model)
     check_shards(config.data.shards)
+
+
+def check_references(model) -> None:
+    """Pruning the reference frames (``--prune-references``) needs an InstructSeg model."""
+    from ..model.config import config_from_checkpoint, preset
+    from ..model.instructseg_predictor import InstructSegPredictor
+    from ..model.load import predictor_class
+
+    family = predictor_class(preset(model.preset) if model.preset else config_from_checkpoint(model.checkpoint))
+    if not issubclass(family, InstructSegPredictor):
+        name = f"--preset {model.preset}" if model.preset else f"--checkpoint {model.checkpoint}"
+        raise ConfigError(f"--prune-references applies to InstructSeg only; {name} is a HyperSeg model")

@@ -12,11 +12,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from ..config import ModelConfig, PruningConfig, RunConfig
 from ..data import repeated_keys, shard_keys
+from .lease import Lease, describe
 from .sink import Sink, shard_id
 from .tables import to_table
 
@@ -109,6 +111,12 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
         overwrite: replace an output folder written under another configuration (else that is refused).
     """
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    with Lease(config.output.uri, run_id, timeout=config.cluster.lease_timeout) as lease:
+        return _leased(config, run_id, lease, use_ray=use_ray, overwrite=overwrite)
+
+
+def _leased(config: RunConfig, run_id: str, lease: Lease, *, use_ray: bool, overwrite: bool) -> RunSummary:
+    """``run`` once this driver holds the folder's lease."""
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
     sink = Sink(config.output.uri)
@@ -131,10 +139,12 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
         "shards_skipped": work.total - len(work.pending),
         "shards_redone": redone,
         "resumes": resumes,
+        "lease_taken_over": None if lease.taken_over is None else describe(lease.taken_over, lease.taken_over["why"]),
     }
     _write_run(sink, base, "running", [], 0, time.perf_counter() - start)
     try:
-        stats = _run_ray(config, run_id, work) if use_ray and work.pending else _run_here(config, run_id, work)
+        work_on = _run_ray if use_ray and work.pending else _run_here
+        stats = work_on(config, run_id, work, lease.check)
     except BaseException:
         _write_run(sink, base, "failed", [], sink.attempt_count(run_id=run_id), time.perf_counter() - start)
         raise
@@ -195,7 +205,8 @@ def _write_run(sink: Sink, base: dict, status: str, stats: list[dict], attempts:
     return row
 
 
-def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
+def _run_here(config: RunConfig, run_id: str, work: Plan, check: Callable[[], None]) -> list[dict]:
+    """The bare loop; ``check()`` between shards raises if this driver lost its lease."""
     if not work.pending:
         return []
     from .worker import ShardProcessor  # the model package (transformers) only where shards are processed
@@ -203,12 +214,13 @@ def _run_here(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     processor = ShardProcessor(config, run_id)
     stats = []
     for i, url in enumerate(work.pending):
+        check()
         stats.append(processor.process(url, work.repeated[url]))
         logger.info("%d/%d shards", i + 1, len(work.pending))
     return stats
 
 
-def _run_ray(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
+def _run_ray(config: RunConfig, run_id: str, work: Plan, check: Callable[[], None]) -> list[dict]:
     import ray
 
     from .actor import ShardWorker
@@ -245,6 +257,7 @@ def _run_ray(config: RunConfig, run_id: str, work: Plan) -> list[dict]:
     )
     stats = []
     for row in results.iter_rows():
+        check()
         stats.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
         logger.info("%d/%d shards", len(stats), len(pending))
     return stats

@@ -8,6 +8,7 @@ earlier partial files replaced, so no row is ever written twice. Hidden names st
 ``_attempts/{shard}/{run}-{n}.json`` (who and where), which is how a run counts its retries.
 """
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -21,11 +22,15 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .preflight import ConfigError
+
 logger = logging.getLogger(__name__)
 
 DONE = "_done"
 ATTEMPTS = "_attempts"
 CONFIG = "_config.json"
+# What --overwrite leaves in a folder: the built-in fixture's shards and the lease of the run doing it.
+KEEP_ON_OVERWRITE = ("_fixture", "_lease.json")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -45,18 +50,51 @@ class Sink:
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
+    def _list(self, folder: str, pattern: str = "*") -> list[str]:
+        """The files under ``folder`` (at any depth) whose path below it matches ``pattern``: one listing, fresh.
+
+        An object store lists a whole prefix in one paginated request when no depth is asked (s3fs's ``find``),
+        where a glob over ``a/*/b`` lists every ``a/x/`` folder apart: one request per shard. The cached listing
+        is dropped first, since other processes write this folder.
+        """
+        path = self._path(folder)
+        self.fs.invalidate_cache(path)
+        try:
+            found = self.fs.find(path)
+        except FileNotFoundError:
+            return []
+        start = len(path.rstrip("/")) + 1
+        return sorted(p for p in found if fnmatch.fnmatchcase(p[start:], pattern))
+
     def done(self) -> set[str]:
-        """Ids of the shards already committed."""
-        pattern = self._path(DONE, "*.json")
-        return {p.rsplit("/", 1)[-1][: -len(".json")] for p in self.fs.glob(pattern)}
+        """Ids of the shards already committed: one listing of the markers."""
+        return {p.rsplit("/", 1)[-1][: -len(".json")] for p in self._list(DONE, "*.json") if "/." not in p}
 
     def committed(self, shard: str) -> dict | None:
         """The marker's stats of a committed shard, else None."""
         path = self._path(DONE, f"{shard}.json")
+        self.fs.invalidate_cache(self._path(DONE))
         if not self.fs.exists(path):
             return None
         with self.fs.open(path, "r") as f:
             return json.load(f)
+
+    def put(self, name: str, data: bytes) -> None:
+        """``{folder}/{name}``, replaced whole: readers see the old bytes or the new, never part of them."""
+        self.fs.makedirs(self.root, exist_ok=True)
+        self._replace(self._path(name), lambda f: f.write(data))
+
+    def read_json(self, name: str) -> dict | None:
+        """``{folder}/{name}`` as JSON read fresh (not from a cached listing), or None if it does not exist."""
+        self.fs.invalidate_cache(self.root)
+        try:
+            with self.fs.open(self._path(name), "r") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def remove(self, name: str) -> None:
+        self.fs.rm(self._path(name))
 
     def write_table(self, table: str, name: str, data: pa.Table) -> None:
         """``{table}/{name}.parquet``, written under a hidden name and renamed (an existing file is replaced)."""
@@ -104,7 +142,9 @@ class Sink:
         return {path.rsplit("/", 2)[-2] for path in self._attempt_files("*", "*")}
 
     def _attempt_files(self, shard: str, run_id: str) -> list[str]:
-        return self.fs.glob(self._path(ATTEMPTS, shard, f"{run_id}-*.json"))
+        if shard == "*":  # every shard's: one listing of the whole folder
+            return self._list(ATTEMPTS, f"*/{run_id}-*.json")
+        return self._list(f"{ATTEMPTS}/{shard}", f"{run_id}-*.json")
 
     def _replace(self, final: str, write) -> None:
         """Write ``final`` through a uniquely named hidden file and a rename: readers never see half a file, and
@@ -123,7 +163,7 @@ class Sink:
     def stats(self) -> list[dict]:
         """The markers' stats, one per committed shard."""
         out = []
-        for path in sorted(self.fs.glob(self._path(DONE, "*.json"))):
+        for path in self._list(DONE, "*.json"):
             with self.fs.open(path, "r") as f:
                 out.append(json.load(f))
         return out
@@ -148,13 +188,13 @@ class Sink:
                     changed = sorted(
                         k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k)
                     )
-                    raise ValueError(
+                    raise ConfigError(
                         f"{self.output} holds a run with another configuration (differs in {', '.join(changed)}); "
                         "use another output folder, or --overwrite to replace it"
                     )
                 logger.warning("overwriting %s: removing the earlier run's tables and markers", self.output)
                 for entry in self.fs.ls(self.root, detail=False):
-                    if not entry.rstrip("/").rsplit("/", 1)[-1].startswith("_fixture"):
+                    if not entry.rstrip("/").rsplit("/", 1)[-1].startswith(KEEP_ON_OVERWRITE):
                         self.fs.rm(entry, recursive=True)
         self.fs.makedirs(self.root, exist_ok=True)
         self._replace(path, lambda f: f.write(json.dumps(fingerprint, sort_keys=True).encode()))

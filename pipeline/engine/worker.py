@@ -108,8 +108,28 @@ class ShardProcessor:
     def __init__(self, config: RunConfig, run_id: str, predictor: HyperSegPredictor | None = None):
         self.config = config
         self.run_id = run_id
-        self.predictor = predictor or build_predictor(config)
         self.sink = Sink(config.output.uri)
+        # Why the model could not be built (None: it was): then every shard is left uncommitted with that reason.
+        self.unloadable: str | None = None
+        self.predictor = predictor or self._load()
+
+    def _load(self) -> HyperSegPredictor | None:
+        """``build_predictor``, tried ``io_tries`` times with backoff: weights on a store that is down, a GPU still
+        held by a dead process, or a file being replaced are not the shards' fault."""
+        tries, backoff = self.config.cluster.io_tries, self.config.cluster.io_backoff
+        for attempt_no in range(1, tries + 1):
+            try:
+                return build_predictor(self.config)
+            except Exception as error:  # whatever stops the model loading: infrastructure, never a data error
+                reason = f"the model could not load ({type(error).__name__}: {_message(error)})"
+                if attempt_no == tries:
+                    logger.error("%s; %d tries, its shards are left uncommitted", reason, tries)
+                    self.unloadable = reason
+                    return None
+                delay = backoff * 2 ** (attempt_no - 1)
+                logger.warning("%s; try %d of %d again in %.1f s", reason, attempt_no + 1, tries, delay)
+                time.sleep(delay)
+        return None
 
     def process(self, url: str, repeated: dict[str, str] | None = None) -> dict:
         """Read, segment and score one shard, write its tables, commit it; returns its stats.
@@ -120,6 +140,9 @@ class ShardProcessor:
         """
         start = time.perf_counter()
         name = shard_id(url)
+        if self.unloadable is not None:
+            failed = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1, "reason": self.unloadable}
+            return {k: 0 for k in STATS} | failed
         done = self.sink.committed(name)
         if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
             logger.info("shard %s: already committed by run %s", url, done["run_id"])

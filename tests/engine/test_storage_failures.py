@@ -98,3 +98,30 @@ def test_a_truncated_tar_stays_a_data_error(tmp_path):
     assert isinstance(items[-1], reader.ReadError) and items[-1].stage == "tar"
     with pytest.raises(reader.ShardUnreadable, match="FileNotFoundError"):
         list(reader.read_shard(str(tmp_path / "gone.tar")))
+
+
+def test_a_model_that_cannot_load_is_tried_again_then_leaves_every_shard_for_the_next_run(
+    manifest, tmp_path, monkeypatch, capsys
+):
+    from pipeline.engine import worker
+
+    original, calls = worker.build_predictor, [0]
+
+    def flaky(config, fail: int):
+        calls[0] += 1
+        if fail < 0 or calls[0] <= fail:
+            raise OSError(5, "Input/output error reading model.safetensors")
+        return original(config)
+
+    monkeypatch.setattr(worker, "build_predictor", lambda config: flaky(config, 1))
+    assert job(manifest, tmp_path / "once") == 0 and calls[0] == 2 and every_sample_once(tmp_path / "once")
+    out, calls[0] = tmp_path / "run", 0
+    monkeypatch.setattr(worker, "build_predictor", lambda config: flaky(config, -1))
+    assert job(manifest, out, "--io-tries", "2") == 1 and calls[0] == 2
+    assert "4 of 4 shards failed and were left uncommitted" in capsys.readouterr().err
+    row = load(str(out), "runs").iloc[-1]
+    assert len(row.failed_shards) == SHARDS and not Sink(str(out)).done() and Sink(str(out)).attempt_count() == 0
+    reason = "the model could not load (OSError: [Errno 5] Input/output error reading model.safetensors"
+    assert all(r.startswith(reason) for r in row.failed_reasons)
+    monkeypatch.undo()
+    assert job(manifest, out) == 0 and every_sample_once(out)

@@ -16,7 +16,7 @@ import pseudo_label  # noqa: E402
 from pipeline.data.fixtures.corpus import PROMPTS as CORPUS_PROMPTS  # noqa: E402
 from pipeline.data.fixtures.folder import write_folder  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
-from pipeline.engine.cli import fixture_shards, format_table, keep_value, option_value  # noqa: E402
+from pipeline.engine.cli import SHIPPED_CHECKPOINT, fixture_shards, format_table, keep_value, option_value  # noqa: E402
 from pipeline.results import decode_mask, load  # noqa: E402
 
 
@@ -181,6 +181,10 @@ def test_eval_revos_runs_instructseg_with_pruned_references(tmp_path):
     assert len(predictions) > 0 and len(load(str(out), "errors")) == 0 and set(tokens.k) == {146}
 
 
-def test_pruning_references_is_refused_for_hyperseg(tmp_path):
-    with pytest.raises(ValueError, match="InstructSeg only"):
+def test_pruning_references_is_refused_for_hyperseg(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         eval_revos.main(["--output", str(tmp_path / "h"), "--no-ray", "--prune-references"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and line.endswith("--prune-references applies to InstructSeg only; --checkpoint "
+                                                       f"{SHIPPED_CHECKPOINT} is a HyperSeg model")  # fmt: skip
+    assert not (tmp_path / "h" / "predictions").exists()
