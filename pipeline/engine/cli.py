@@ -18,7 +18,7 @@ import fsspec
 
 from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, PruningConfig, RunConfig
 from ..data import write_shards
-from .lease import LeaseHeld
+from .lease import LeaseHeld, LeaseLost
 from .preflight import ConfigError, check_output, check_run, fail
 from .run import RunSummary, run
 
@@ -133,6 +133,11 @@ def config_from_args(args: argparse.Namespace, fixture: Callable[[Path], str]) -
 def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConfig:
     shards = args.shards
     if shards is None:
+        if "://" in args.output and not args.output.startswith("file://"):
+            raise ConfigError(
+                f"--output {args.output}: the built-in fixture is written under a local output folder; give --shards "
+                "(for example shards that make_shards.py wrote) to run on this one"
+            )
         folder = Path(args.output) / "_fixture"
         shards = fixture(folder)
         logger.info("no --shards: using the built-in fixture %s", shards)
@@ -167,11 +172,15 @@ def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConf
 
 def start(config: RunConfig, args: argparse.Namespace) -> RunSummary:
     """``run(config)`` for a job: a folder that another driver holds, or that holds a run of another configuration,
-    is one line on stderr and exit code 2, before any work."""
+    is one line on stderr and exit code 2, before any work; a lease lost mid-run is one line and exit 1."""
+    program = Path(sys.argv[0]).name or "job"
     try:
         return run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
     except (LeaseHeld, ConfigError) as error:
-        fail(Path(sys.argv[0]).name or "job", error)
+        fail(program, error)
+    except LeaseLost as error:  # another driver took the folder over while this one stalled: it carries on
+        print(f"{program}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def exit_status(summary, program: str | None = None) -> int:

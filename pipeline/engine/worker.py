@@ -8,7 +8,8 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ STATS = (
     "errors",
     "seconds",
 )
+T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -102,6 +104,10 @@ def task_of(sample: Sample, kind: str) -> str:
     return "reasoning" if kind == "reasoning" else "referring"
 
 
+class GaveUp(Exception):
+    """An operation that failed ``io_tries`` times; the message is the last error."""
+
+
 class ShardProcessor:
     """Turns the samples of shards into table rows with one predictor."""
 
@@ -114,25 +120,39 @@ class ShardProcessor:
         self.predictor = predictor or self._load()
 
     def _load(self) -> HyperSegPredictor | None:
-        """``build_predictor``, tried ``io_tries`` times with backoff: weights on a store that is down, a GPU still
-        held by a dead process, or a file being replaced are not the shards' fault."""
+        """``build_predictor``, tried like storage: weights on a store that is down, a GPU still held by a dead
+        process or a file being replaced are not the shards' fault. None (and ``unloadable`` says why) if it
+        never loads."""
+        try:
+            # Whatever stops the model loading is infrastructure, never a data error.
+            return self._tried(lambda: build_predictor(self.config), Exception)
+        except GaveUp as error:
+            self.unloadable = f"the model could not load ({error})"
+            logger.error("%s; its shards are left uncommitted", self.unloadable)
+            return None
+
+    def _tried(self, operation: Callable[[], T], errors: type[BaseException] | tuple = OSError) -> T:
+        """``operation()``, tried ``io_tries`` times with exponential backoff while it raises ``errors``; then
+        ``GaveUp`` with the last error as its reason."""
         tries, backoff = self.config.cluster.io_tries, self.config.cluster.io_backoff
         for attempt_no in range(1, tries + 1):
             try:
-                return build_predictor(self.config)
-            except Exception as error:  # whatever stops the model loading: infrastructure, never a data error
-                reason = f"the model could not load ({type(error).__name__}: {_message(error)})"
+                return operation()
+            except errors as error:
+                reason = f"{type(error).__name__}: {_message(error) if not isinstance(error, OSError) else error}"
                 if attempt_no == tries:
-                    logger.error("%s; %d tries, its shards are left uncommitted", reason, tries)
-                    self.unloadable = reason
-                    return None
+                    raise GaveUp(reason) from error
                 delay = backoff * 2 ** (attempt_no - 1)
                 logger.warning("%s; try %d of %d again in %.1f s", reason, attempt_no + 1, tries, delay)
                 time.sleep(delay)
-        return None
+        raise AssertionError("unreachable: io_tries >= 1")
 
     def process(self, url: str, repeated: dict[str, str] | None = None) -> dict:
         """Read, segment and score one shard, write its tables, commit it; returns its stats.
+
+        Every storage step (the marker check, the attempt record, reading the shard and writing its tables, the
+        marker) is tried ``io_tries`` times; a step that keeps failing leaves the shard uncommitted, its stats
+        ``failed`` with the reason.
 
         Args:
             url: the shard.
@@ -140,52 +160,48 @@ class ShardProcessor:
         """
         start = time.perf_counter()
         name = shard_id(url)
+        failed = {k: 0 for k in STATS} | {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
         if self.unloadable is not None:
-            failed = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1, "reason": self.unloadable}
-            return {k: 0 for k in STATS} | failed
-        done = self.sink.committed(name)
-        if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
-            logger.info("shard %s: already committed by run %s", url, done["run_id"])
-            return {k: 0 for k in STATS} | {"reason": ""} | done  # a marker of an older version may lack a field
-        earlier = self.sink.attempt_count(name, self.run_id)
-        if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
-            logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier, self.run_id)
-            gone = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
-            return {k: 0 for k in STATS} | gone | {"reason": f"{earlier} attempts died"}
-        attempt = self.sink.begin(name, self.run_id, torch_threads=torch.get_num_threads(), **_node())
-        tries, backoff = self.config.cluster.io_tries, self.config.cluster.io_backoff
-        for attempt_no in range(1, tries + 1):
-            try:
-                rows, counts = self._segment(url, repeated or {})
-                for table in TABLES:
-                    self.sink.write_table(table, name, to_table(table, rows[table]))
-                break
-            except OSError as error:  # storage, not data: reading the shard or writing its tables failed
-                reason = f"{type(error).__name__}: {error}"
-                if attempt_no == tries:
-                    logger.error("shard %s: %s; %d tries, left uncommitted", url, reason, tries)
-                    failed = {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1, "reason": reason}
-                    return {k: 0 for k in STATS} | failed
-                delay = backoff * 2 ** (attempt_no - 1)
-                logger.warning("shard %s: %s; try %d of %d again in %.1f s", url, reason, attempt_no + 1, tries, delay)
-                time.sleep(delay)
-        stats = {
-            "shard": url,
-            "shard_id": name,
-            "run_id": self.run_id,
-            "attempt": attempt,
-            "failed": 0,
-            "reason": "",
-            **counts,
-            "predictions": len(rows["predictions"]),
-            "errors": len(rows["errors"]),
-            "seconds": time.perf_counter() - start,
-        }
-        self.sink.commit(name, stats)
+            return failed | {"reason": self.unloadable}
+        try:
+            done = self._tried(lambda: self.sink.committed(name))
+            if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
+                logger.info("shard %s: already committed by run %s", url, done["run_id"])
+                return {k: 0 for k in STATS} | {"reason": ""} | done  # an older marker may lack a field
+            earlier = self._tried(lambda: self.sink.attempt_count(name, self.run_id))
+            if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
+                logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier,
+                             self.run_id)  # fmt: skip
+                return failed | {"reason": f"{earlier} attempts died"}
+            where = {"torch_threads": torch.get_num_threads(), **_node()}
+            attempt = self._tried(lambda: self.sink.begin(name, self.run_id, **where))
+            rows, counts = self._tried(lambda: self._segment_and_write(url, name, repeated or {}))
+            stats = {
+                "shard": url,
+                "shard_id": name,
+                "run_id": self.run_id,
+                "attempt": attempt,
+                "failed": 0,
+                "reason": "",
+                **counts,
+                "predictions": len(rows["predictions"]),
+                "errors": len(rows["errors"]),
+                "seconds": time.perf_counter() - start,
+            }
+            self._tried(lambda: self.sink.commit(name, stats))
+        except GaveUp as error:  # storage, not data: left uncommitted for the next run
+            logger.error("shard %s: %s; %d tries, left uncommitted", url, error, self.config.cluster.io_tries)
+            return failed | {"reason": str(error)}
         logger.info(
             "shard %s: %d samples, %d errors, %.1f s", url, counts["samples"], stats["errors"], stats["seconds"]
         )
         return stats
+
+    def _segment_and_write(self, url: str, name: str, repeated: dict[str, str]) -> tuple[dict, dict]:
+        rows, counts = self._segment(url, repeated)
+        for table in TABLES:
+            self.sink.write_table(table, name, to_table(table, rows[table]))
+        return rows, counts
 
     def _segment(self, url: str, repeated: dict[str, str]) -> tuple[dict, dict]:
         """Every table's rows of one shard and its counts (raises ``OSError`` when the shard cannot be read)."""

@@ -125,3 +125,22 @@ def test_a_model_that_cannot_load_is_tried_again_then_leaves_every_shard_for_the
     assert all(r.startswith(reason) for r in row.failed_reasons)
     monkeypatch.undo()
     assert job(manifest, out) == 0 and every_sample_once(out)
+
+
+def test_a_marker_that_cannot_be_written_leaves_the_shard_for_the_next_run(manifest, tmp_path, monkeypatch):
+    original, calls = Sink.commit, [0]
+
+    def failing(self, shard, stats):
+        if "00003" in shard:
+            calls[0] += 1
+            raise TimeoutError("write timed out")
+        return original(self, shard, stats)
+
+    monkeypatch.setattr(Sink, "commit", failing)
+    out = tmp_path / "run"
+    assert job(manifest, out, "--io-tries", "3") == 1 and calls[0] == 3
+    row = load(str(out), "runs").iloc[-1]
+    assert list(row.failed_reasons) == ["TimeoutError: write timed out"] and "00003" in row.failed_shards[0]
+    assert len(Sink(str(out)).done()) == SHARDS - 1
+    monkeypatch.undo()
+    assert job(manifest, out) == 0 and every_sample_once(out)

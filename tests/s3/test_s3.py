@@ -178,6 +178,13 @@ def test_a_driver_killed_between_a_shards_tables_and_its_marker(s3, images):
     assert (second.shards_skipped, second.shards_done, second.shards_redone) == (1, SHARDS - 1, 1)
 
 
+def test_the_built_in_fixture_needs_a_local_output(s3, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pseudo_label.main(["--output", f"s3://{BUCKET}/runs/fixture", "--no-ray", "--preset", "tiny"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "the built-in fixture is written under a local output folder" in line
+
+
 def test_the_lease_on_s3(s3):
     folder = f"s3://{BUCKET}/runs/lease"
     with Lease(folder, "run-a", settle=0):
