@@ -6,9 +6,11 @@ S3-compatible server (moto's, on 127.0.0.1: ``tests/s3/server.py``), and how man
 
 For each size, a manifest of N shards (one key each; the tars are not written, since planning reads only the
 manifest) and a run folder in which all N are committed (a ``_done`` marker and an attempt record each, as the
-engine writes them) are made; then the real ``run(config, use_ray=False)`` is timed, which with nothing pending
-is the whole resume path: the lease, the configuration check, the manifest, one listing of the markers, one of
-the attempt records, reading the ``runs`` table and writing this run's row. The server counts the LIST requests.
+engine writes them) are made; then, in a driver process of its own, ``plan`` (the manifest, one listing of the
+markers, the pending shards, repeated keys) and the listing of the attempt records are timed apart, then the real
+``run(config, use_ray=False)``, which with nothing pending is the whole resume path: the lease (1 s of it is the
+lease's settle time), the configuration check, the plan, the attempt records, reading the ``runs`` table and
+writing this run's row twice. The server counts the LIST requests (pages of at most 1,000 keys).
 Prints a table and writes ``benchmarks/results/resume.json``.
 
 Local moto is a stand-in: it answers in about a millisecond where a real store takes tens, so on S3 the listing
@@ -84,11 +86,23 @@ def resume(folder: str, source: str) -> dict:
         output=OutputConfig(folder),
         model=ModelConfig(preset="tiny"),
     )
+    from pipeline.engine.run import plan
+    from pipeline.engine.sink import Sink
+
+    phases = {}
+    start = time.perf_counter()
+    work = plan(config)  # the manifest, one listing of the markers, the pending shards, repeated keys
+    phases["plan_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    Sink(folder).started()  # one listing of the attempt records: which pending shards an earlier run started
+    phases["attempts_seconds"] = time.perf_counter() - start
+    assert not work.pending and work.total > 0
     start = time.perf_counter()
     summary = run(config, use_ray=False)
     seconds = time.perf_counter() - start
     assert summary.shards_skipped == summary.shards_total and summary.shards_done == 0, summary
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, **phases, "peak_rss_mb": rss}
 
 
 def in_process(folder: str, source: str) -> dict:
@@ -119,10 +133,10 @@ def measure(store: str, shards: int, scratch: Path, server) -> dict:
     made = time.perf_counter()
     fill(folder, source, shards)
     made = time.perf_counter() - made
-    in_process(folder, source)  # the first run writes the configuration and its runs row; the second is the resume
+    in_process(folder, source)  # the first run writes the configuration and its runs row; the second is timed
     if server is not None:
         server.reset_requests()
-    timed = in_process(folder, source)
+    timed = in_process(folder, source)  # (its request count includes the phases timed apart before the run)
     row = {"store": store, "committed_shards": shards, "fill_seconds": round(made, 1), **timed}
     if server is not None:
         requests = server.requests()
@@ -160,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     print()
-    print("store  committed shards  resume planning (s)  driver peak RSS (MB)  requests  LIST requests")
+    print("store  committed shards  plan (s)  attempts (s)  whole resume (s)  driver peak RSS (MB)  LIST requests")
     for r in rows:
         listed = ", ".join(f"{k} {v}" for k, v in sorted(r.get("lists", {}).items())) or "-"
         print(
-            f"{r['store']:5}  {r['committed_shards']:>16,}  {r['seconds']:>19.2f}  {r['peak_rss_mb']:>20.0f}  "
-            f"{r.get('requests', '-'):>8}  {listed}"
+            f"{r['store']:5}  {r['committed_shards']:>16,}  {r['plan_seconds']:>8.2f}  "
+            f"{r['attempts_seconds']:>12.2f}  {r['seconds']:>16.2f}  {r['peak_rss_mb']:>20.0f}  {listed}"
         )
     result = {
         "benchmark": "resume planning with every shard committed (benchmarks/resume.py)",

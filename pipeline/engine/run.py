@@ -124,7 +124,7 @@ def _leased(config: RunConfig, run_id: str, lease: Lease, *, use_ray: bool, over
     work = plan(config)
     earlier = _runs(config.output.uri)  # rows of runs before tables v2 have no status: they are not resumed
     resumes = sorted(earlier.run_id[earlier.status == "running"]) if "status" in earlier else []
-    started_before = sink.started()
+    started_before = sink.started() if work.pending else set()  # one listing of every attempt record
     redone = sum(shard_id(url) in started_before for url in work.pending)
     logger.info(
         "run %s: %d of %d shards pending (%d started by an earlier run)", run_id, len(work.pending), work.total, redone
@@ -148,7 +148,8 @@ def _leased(config: RunConfig, run_id: str, lease: Lease, *, use_ray: bool, over
     except BaseException:
         _write_run(sink, base, "failed", [], sink.attempt_count(run_id=run_id), time.perf_counter() - start)
         raise
-    row = _write_run(sink, base, "finished", stats, sink.attempt_count(run_id=run_id), time.perf_counter() - start)
+    attempts = sink.attempt_count(run_id=run_id) if work.pending else 0
+    row = _write_run(sink, base, "finished", stats, attempts, time.perf_counter() - start)
     if row["failed_shards"]:
         logger.error(
             "%d shards were left uncommitted (run again to retry them): %s",
