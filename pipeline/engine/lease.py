@@ -6,6 +6,7 @@ killed), and the run records whose lease it took. Object stores have no exclusiv
 lease is taken by a write followed, after ``SETTLE`` seconds, by a read-back: of two drivers that start together
 the later write wins and the other is refused. Each renewal reads the lease first: a driver whose lease was taken
 meanwhile (it stalled past the timeout) stops at its next check instead of working beside the new holder.
+Heartbeats are wall-clock times, so the hosts' clocks must agree to well within the timeout.
 """
 
 import json

@@ -103,7 +103,8 @@ def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> 
     """Process every pending shard of ``config``, recording the run in the ``runs`` table.
 
     The ``runs`` row is written first with status ``running`` and rewritten at the end (``finished`` or
-    ``failed``), so a driver that dies leaves a row saying so; the next run lists it under ``resumes``.
+    ``failed``), so a driver that dies leaves a row saying so; the next run lists it under ``resumes``. The run
+    holds the folder's lease (``lease.py``) throughout: ``LeaseHeld`` if another live driver holds it.
 
     Args:
         config: the run.
