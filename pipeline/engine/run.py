@@ -152,9 +152,11 @@ def _leased(config: RunConfig, run_id: str, lease: Lease, *, use_ray: bool, over
     attempts = sink.attempt_count(run_id=run_id) if work.pending else 0
     row = _write_run(sink, base, "finished", stats, attempts, time.perf_counter() - start)
     if row["failed_shards"]:
+        count = len(row["failed_shards"])
         logger.error(
-            "%d shards were left uncommitted (run again to retry them): %s",
-            len(row["failed_shards"]),
+            "%d %s left uncommitted (run again to retry them): %s",
+            count,
+            "shard was" if count == 1 else "shards were",
             "; ".join(
                 f"{shard} ({reason})"
                 for shard, reason in zip(row["failed_shards"], row["failed_reasons"], strict=True)

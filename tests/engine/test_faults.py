@@ -249,4 +249,4 @@ def test_a_shard_whose_workers_keep_dying_is_given_up_and_the_rest_is_kept(clust
     assert row.status == "finished" and list(row.failed_shards) == [str(manifest.parent / shard)]
     assert (row.shards_done, row.attempts, row.retries) == (SHARDS - 1, SHARDS + 1, 2)
     assert list(row.failed_reasons) == ["2 attempts died"]
-    assert "1 shards were left uncommitted (run again to retry them)" in log.read_text()
+    assert "1 shard was left uncommitted (run again to retry them)" in log.read_text()

@@ -13,9 +13,6 @@ from urllib.parse import parse_qs
 
 import pytest
 
-pytest.importorskip("s3fs")
-pytest.importorskip("moto")
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "jobs"))
 import eval_refcoco  # noqa: E402
