@@ -9,6 +9,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .data import rle
@@ -16,18 +18,39 @@ from .engine.sink import Sink
 from .engine.tables import TABLE_NAMES, schema
 
 
-def load(run: str, table: str, *, committed_only: bool = True) -> pd.DataFrame:
+def load(
+    run: str,
+    table: str,
+    *,
+    columns: list[str] | None = None,
+    filters: list | pc.Expression | None = None,
+    committed_only: bool = True,
+) -> pd.DataFrame:
     """One table of a run folder (local or any fsspec URL), all shards' files together.
 
-    Only committed shards' files are read unless ``committed_only`` is False: a run that died between
-    writing a shard's tables and committing it leaves complete files that the resumed run replaces.
-    An empty frame with the table's columns when nothing was written yet. Files of an older tables version
-    read with the columns added since as nulls (``schemas/README.md`` lists what each version added).
+    ``columns`` reads only those columns (asking for scores never reads the RLE masks) and ``filters`` keeps
+    only matching rows, both pushed down to the Parquet reader (a pyarrow dataset over the files): filters in
+    pandas' form, ``[("score", ">", 0.5), ("split", "==", "valid")]`` (a list of such lists is an OR), or a
+    ``pyarrow.compute`` expression. Only committed shards' files are read unless ``committed_only`` is False:
+    a run that died between writing a shard's tables and committing it leaves complete files that the resumed
+    run replaces. An empty frame with the table's columns when nothing was written yet. Files of an older
+    tables version read with the columns added since as nulls (``schemas/README.md`` lists what each version
+    added).
     """
     fs, files = table_files(run, table, committed_only=committed_only)
+    target = schema(table)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(target.names))
+        if unknown:
+            raise ValueError(f"{table} has no column {', '.join(unknown)}; its columns: {', '.join(target.names)}")
     if not files:
-        return schema(table).empty_table().to_pandas()
-    return pd.concat([read_table_file(fs, f, table).to_pandas() for f in files], ignore_index=True)
+        empty = target.empty_table()
+        return (empty.select(columns) if columns is not None else empty).to_pandas()
+    # The contract's schema for every file: a column an older file lacks reads as nulls.
+    dataset = ds.dataset(files, schema=target, filesystem=fs, format="parquet")
+    if filters is not None and not isinstance(filters, pc.Expression):
+        filters = pq.filters_to_expression(filters)
+    return dataset.to_table(columns=columns, filter=filters).to_pandas()
 
 
 def table_files(run: str, table: str, *, committed_only: bool = True) -> tuple[fsspec.AbstractFileSystem, list[str]]:

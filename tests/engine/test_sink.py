@@ -111,3 +111,31 @@ def test_load_reads_a_folder_of_an_older_tables_version(tmp_path):
     assert list(frame.columns) == current.schema.names
     assert frame.loc[0, "score"] == 0.5 and frame.loc[0, "query"] == 3
     assert frame[added].isna().all().all()
+
+
+def test_load_reads_only_the_columns_and_rows_asked_for(tmp_path):
+    def row(shard: str, key: str, score: float) -> dict:
+        return {
+            "run_id": "r", "shard": shard, "sample_key": key, "expression_id": "0", "expression_text": "a cat",
+            "frame_index": 0, "frame_name": "00000", "mask_counts": "04", "mask_height": 2, "mask_width": 2,
+            "score": score, "seg_score": score, "mask_score": 1.0, "stability": 1.0, "area": 1, "area_fraction": 0.25,
+            "bbox": [0, 0, 1, 1], "query": 3, "method": "none", "keep": 1.0, "k": 729, "sequence_length": 900,
+        }  # fmt: skip
+
+    sink = Sink(str(tmp_path))
+    for shard, rows in {"a": [("k1", 0.9), ("k2", 0.2)], "b": [("k3", 0.7)], "c": [("k4", 0.95)]}.items():
+        sink.write_table("predictions", shard, to_table("predictions", [row(shard, *r) for r in rows]))
+        if shard != "c":  # c is written but never committed: not read
+            sink.commit(shard, {})
+    frame = load(str(tmp_path), "predictions", columns=["sample_key", "score"], filters=[("score", ">", 0.5)])
+    assert list(frame.columns) == ["sample_key", "score"]
+    assert frame.sample_key.tolist() == ["k1", "k3"] and frame.score.tolist() == pytest.approx([0.9, 0.7])
+    either = load(str(tmp_path), "predictions", columns=["sample_key"], filters=[[("shard", "==", "b")],
+                                                                                 [("score", "<", 0.5)]])  # fmt: skip
+    assert either.sample_key.tolist() == ["k2", "k3"]
+    assert load(str(tmp_path), "predictions", committed_only=False, columns=["sample_key"]).sample_key.tolist() == [
+        "k1", "k2", "k3", "k4"
+    ]  # fmt: skip
+    assert list(load(str(tmp_path / "nothing"), "predictions", columns=["score"]).columns) == ["score"]
+    with pytest.raises(ValueError, match="predictions has no column scores"):
+        load(str(tmp_path), "predictions", columns=["scores"])
