@@ -35,6 +35,7 @@ from pipeline.engine.cli import (  # noqa: E402
     start,
     write_report,
 )
+from pipeline.engine.dryrun import estimate, report  # noqa: E402
 from pipeline.engine.preflight import check_keep, check_method, fail  # noqa: E402
 from pipeline.engine.report import image_summary, video_summary  # noqa: E402
 from pipeline.results import load  # noqa: E402
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             name, options = method_spec(method)
             pruning = dataclasses.replace(base.pruning, method=name, keep=keep, options=options)
             config = dataclasses.replace(base, output=OutputConfig(out), model=model, pruning=pruning)
+            if args.dry_run:  # every configuration's plan, then stop
+                print(report(config, estimate(config, args.gpu_tflops)) + "\n")
+                continue
             summary = start(config, args)
             status = max(status, exit_status(summary))
             runs = load(out, "runs")
@@ -143,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     "errors": summary.errors,
                 }
             )
+    if args.dry_run:
+        return 0
     text = format_table(rows, COLUMNS)
     print(text)
     write_report(base.output.uri, "sweep", text, {"rows": rows})

@@ -7,6 +7,7 @@ from .reader import (
     read_samples,
     read_shard,
     repeated_keys,
+    shard_entries,
     shard_keys,
     shard_urls,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "read_samples",
     "read_shard",
     "repeated_keys",
+    "shard_entries",
     "shard_keys",
     "shard_urls",
     "validate",

@@ -116,7 +116,13 @@ def shard_urls(source: str | list[str]) -> list[str]:
 
 
 def shard_keys(source: str | list[str]) -> dict[str, list[str]]:
-    """Each shard's sample keys, in order: from the manifest when it lists them, else from the tar headers.
+    """Each shard's sample keys, in order: from the manifest when it lists them, else from the tar headers."""
+    return {url: entry["keys"] for url, entry in shard_entries(source).items()}
+
+
+def shard_entries(source: str | list[str]) -> dict[str, dict]:
+    """Each shard's manifest entry (samples, frames, expressions, expression_frames where the manifest has them)
+    with its sample keys in order: from the manifest when it lists them, else from the tar headers.
 
     A header scan reads no member data on a seekable file (tarfile seeks over it). A shard that cannot be
     scanned to its end gives the keys before the damage; reading it reports the damage.
@@ -125,7 +131,10 @@ def shard_keys(source: str | list[str]) -> dict[str, list[str]]:
     missing = [url for url, entry in entries if entry is None or "keys" not in entry]
     with ThreadPoolExecutor(max_workers=8) as pool:  # I/O bound: object stores answer slowly, not heavily
         scanned = dict(zip(missing, pool.map(_scan_keys, missing), strict=True))
-    return {url: list(entry["keys"]) if url not in scanned else scanned[url] for url, entry in entries}
+    return {
+        url: {**(entry or {}), "keys": list(entry["keys"]) if url not in scanned else scanned[url]}
+        for url, entry in entries
+    }
 
 
 def repeated_keys(keys: dict[str, list[str]]) -> dict[str, dict[str, str]]:

@@ -82,6 +82,24 @@ def native_fps(path_or_file: str | Path | BinaryIO, *, name: str = "") -> float:
     return float(rate)
 
 
+def estimated_frames(data: bytes, fps: float | None) -> int:
+    """How many frames decoding ``data`` at ``fps`` gives, from the header alone (duration x fps, or the stream's
+    frame count at its own rate): for plans, not for decoding. 0 when the header says nothing."""
+    name = "<video bytes>"
+    with _open(io.BytesIO(data), name) as container:
+        stream = _stream(container, name)
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        else:
+            seconds = 0.0
+        native = float(stream.average_rate or 0)
+        if fps is None:
+            return int(stream.frames) or round(seconds * native)
+        return max(1, round(seconds * fps)) if seconds > 0 else 0
+
+
 def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """An ``(H, W, 3)`` RGB uint8 frame -> JPEG bytes (deterministic for the same frame and quality)."""
     frame = np.asarray(frame)

@@ -30,13 +30,17 @@ TAR_BLOCK = 512
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard of a manifest: its name relative to the manifest, samples, bytes, sha256 and keys in order."""
+    """One shard of a manifest: its name relative to the manifest, samples, bytes, sha256, keys in order, and the
+    frames and expressions it holds."""
 
     uri: str
     samples: int
     bytes: int
     sha256: str
     keys: tuple[str, ...] = ()
+    frames: int = 0  # frames the model will encode (an mp4's estimated from its header), for plans and scheduling
+    expressions: int = 0  # expressions over all samples
+    expression_frames: int = 0  # sum over samples of expressions x frames: the masks the model decodes
 
 
 class _HashingFile:
@@ -144,7 +148,36 @@ def _write_one(fs, root: str, name: str, encoded: list[dict]) -> ShardInfo:
                 tar.write(sample)
     fs.mv(temporary, final)
     keys = tuple(sample["__key__"] for sample in encoded)
-    return ShardInfo(uri=name, samples=len(encoded), bytes=hashing.size, sha256=hashing.sha.hexdigest(), keys=keys)
+    metas = [json.loads(sample["json"]) for sample in encoded]
+    frames = [frame_count(meta, sample) for meta, sample in zip(metas, encoded, strict=True)]
+    return ShardInfo(
+        uri=name,
+        samples=len(encoded),
+        bytes=hashing.size,
+        sha256=hashing.sha.hexdigest(),
+        keys=keys,
+        frames=sum(frames),
+        expressions=sum(len(meta["expressions"]) for meta in metas),
+        expression_frames=sum(n * len(meta["expressions"]) for n, meta in zip(frames, metas, strict=True)),
+    )
+
+
+def frame_count(meta: dict, members: dict) -> int:
+    """The frames the model encodes for one sample: 1 for an image, the listed frames, or an mp4's at its fps
+    (the ground truth's per-frame masks count them when there are any, else the video's header)."""
+    media = meta["media"]
+    if media["type"] == "image":
+        return 1
+    if media["type"] == "frames":
+        return len(media["members"])
+    if meta["gt"] is not None and meta["gt"]["objects"]:
+        return len(next(iter(meta["gt"]["objects"].values())))
+    from .video import estimated_frames  # PyAV only for mp4 samples
+
+    try:
+        return estimated_frames(members[media["member"]], media["fps"])
+    except ValueError:  # not a readable video: the reader will say so; it plans as nothing
+        return 0
 
 
 def _atomic_write(fs, path: str, data: bytes) -> None:

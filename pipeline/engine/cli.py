@@ -18,6 +18,7 @@ import fsspec
 
 from ..config import ClusterConfig, DataConfig, ModelConfig, OutputConfig, PruningConfig, RunConfig
 from ..data import write_shards
+from .dryrun import GPU_TFLOPS, estimate, report
 from .lease import LeaseHeld, LeaseLost
 from .preflight import ConfigError, check_output, check_run, fail
 from .run import RunSummary, run
@@ -97,6 +98,19 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> N
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--no-ray", action="store_true", help="run the shards in this process, without Ray")
     parser.add_argument("--overwrite", action="store_true", help="replace an output folder of another configuration")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the shards, samples, frames and expressions done and pending, their FLOPs and GPU-hours, and stop"
+        " (no Ray, no model)",
+    )
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=GPU_TFLOPS,
+        help=f"sustained TFLOP/s per GPU for --dry-run's GPU-hours (default {GPU_TFLOPS:g}: an assumption, about a "
+        "third of an A100's dense bf16 peak)",
+    )
 
 
 def keep_value(text: str) -> float | int:
@@ -172,8 +186,12 @@ def _config(args: argparse.Namespace, fixture: Callable[[Path], str]) -> RunConf
 
 def start(config: RunConfig, args: argparse.Namespace) -> RunSummary:
     """``run(config)`` for a job: a folder that another driver holds, or that holds a run of another configuration,
-    is one line on stderr and exit code 2, before any work; a lease lost mid-run is one line and exit 1."""
+    is one line on stderr and exit code 2, before any work; a lease lost mid-run is one line and exit 1. With
+    ``--dry-run`` the plan's counts and costs are printed instead, and the job exits 0."""
     program = Path(sys.argv[0]).name or "job"
+    if getattr(args, "dry_run", False):
+        print(report(config, estimate(config, args.gpu_tflops)))
+        raise SystemExit(0)
     try:
         return run(config, use_ray=not args.no_ray, overwrite=args.overwrite)
     except (LeaseHeld, ConfigError) as error:

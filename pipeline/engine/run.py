@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from ..config import ModelConfig, PruningConfig, RunConfig
-from ..data import repeated_keys, shard_keys
+from ..data import repeated_keys, shard_entries
 from .lease import Lease, describe
 from .sink import Sink, shard_id
 from .tables import to_table
@@ -82,21 +82,42 @@ FINGERPRINT_DEFAULTS = {
 
 @dataclass
 class Plan:
-    """The work of a run: shards not yet committed, and per shard its keys an earlier shard already holds."""
+    """The work of a run: shards not yet committed (longest first when the manifest counts them), per shard its
+    keys an earlier shard already holds, and every shard's manifest entry (keys, and counts where recorded)."""
 
     pending: list[str]
     total: int
     repeated: dict[str, dict[str, str]]
+    entries: dict[str, dict]
 
 
 def plan(config: RunConfig) -> Plan:
-    """The shards of ``config`` not yet committed in its output folder, in input order."""
-    keys = shard_keys(config.data.shards)
-    if not keys:
+    """The shards of ``config`` not yet committed in its output folder: longest first when the manifest counts
+    every pending shard's frames, else in input order."""
+    entries = shard_entries(config.data.shards)
+    if not entries:
         raise ValueError(f"no shards match {config.data.shards!r}")
     done = Sink(config.output.uri).done()
-    pending = [url for url in keys if shard_id(url) not in done]
-    return Plan(pending, len(keys), repeated_keys(keys))
+    pending = longest_first([url for url in entries if shard_id(url) not in done], entries)
+    return Plan(pending, len(entries), repeated_keys({url: e["keys"] for url, e in entries.items()}), entries)
+
+
+def shard_cost(entry: dict) -> int | None:
+    """A shard's work in frame units: frames encoded plus masks decoded (expressions x frames), from its manifest
+    entry; None when the manifest does not count them (written before the counts were recorded)."""
+    if "frames" not in entry:
+        return None
+    return int(entry["frames"]) + int(entry.get("expression_frames", 0))
+
+
+def longest_first(urls: list[str], entries: dict[str, dict]) -> list[str]:
+    """``urls`` by descending cost (ties in input order), so the last shards to finish are short ones and the
+    actors run out of work together rather than one of them finishing a 200-frame video alone; unchanged when a
+    cost is unknown."""
+    costs = [shard_cost(entries[url]) for url in urls]
+    if any(c is None for c in costs):
+        return urls
+    return [url for _, _, url in sorted(zip((-c for c in costs), range(len(urls)), urls, strict=True))]
 
 
 def run(config: RunConfig, *, use_ray: bool = True, overwrite: bool = False) -> RunSummary:

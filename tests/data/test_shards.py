@@ -250,3 +250,27 @@ def test_non_ascii_expressions_round_trip(tmp_path):
     write_shards([sample], str(tmp_path))
     (read,) = read_samples(str(tmp_path / "manifest.json"))
     assert [e.text for e in read.expressions] == texts[:2]
+
+
+def test_the_manifest_counts_frames_and_expressions_per_shard(tmp_path):
+    """Counts for plans and scheduling: an image is one frame, a frames video its listed frames, an mp4 the
+    frames its fps gives (from the header), each expression once and once per frame in expression_frames."""
+    from pipeline.data.fixtures.folder import write_folder
+    from pipeline.data.layouts import FORMATS
+
+    samples = [image_sample(i) for i in range(3)] + [video_sample()]
+    shards = write_shards(samples, str(tmp_path / "a"), max_samples=3)
+    per_sample = [(1, len(s.meta["expressions"])) for s in samples[:3]]
+    video = (3, len(samples[3].meta["expressions"]))
+    assert [(s.frames, s.expressions, s.expression_frames) for s in shards] == [
+        (3, sum(e for _, e in per_sample), sum(e for _, e in per_sample)),
+        (3, video[1], 3 * video[1]),
+    ]
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert [s["frames"] for s in manifest["shards"]] == [3, 3]
+    corpus = write_folder(str(tmp_path / "corpus"))
+    for fps in (2, None):
+        written = write_shards(FORMATS["folder"](corpus.corpus, fps=fps, prompts=corpus.prompts_path),
+                               str(tmp_path / f"f{fps}"), max_samples=100)  # fmt: skip
+        decoded = sum(len(s.frames()) for s in read_samples(str(tmp_path / f"f{fps}")))
+        assert written[0].frames == decoded  # the mp4's header estimate equals what decoding gives here

@@ -223,3 +223,16 @@ def test_a_ray_driver_does_not_import_the_model():
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
+
+
+def test_pending_shards_run_longest_first_when_the_manifest_counts_them():
+    from pipeline.engine.run import longest_first
+
+    entries = {
+        "a": {"frames": 1, "expression_frames": 2},
+        "b": {"frames": 200, "expression_frames": 800},
+        "c": {"frames": 10, "expression_frames": 10},
+        "d": {"frames": 10, "expression_frames": 10},
+    }
+    assert longest_first(list(entries), entries) == ["b", "c", "d", "a"]  # ties keep their input order
+    assert longest_first(["a", "b", "x"], {**entries, "x": {"keys": []}}) == ["a", "b", "x"]  # an old manifest
