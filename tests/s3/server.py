@@ -14,6 +14,8 @@ A control API on the same port, JSON over HTTP (``S3Server`` wraps it):
   then answers 500 (a client that dies between two writes).
 - ``DELETE /_evtp/faults`` clears them; ``GET /_evtp/faults`` gives how many times each rule fired.
 - ``GET /_evtp/requests`` the requests since the last ``DELETE /_evtp/requests`` as ``[method, path, query]``.
+- ``POST /_evtp/objects`` ``{"bucket", "objects": {key: text}}`` writes objects straight into moto's store (a
+  benchmark's fill of many small files without a request each).
 """
 
 import argparse
@@ -90,6 +92,9 @@ class Faults:
                 answer, self.rules = [r["fired"] for r in self.rules], []
             elif what == "faults":
                 answer = [r["fired"] for r in self.rules]
+            elif what == "objects" and method == "POST":
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                answer = _put_objects(json.loads(environ["wsgi.input"].read(size)))
             elif what == "requests" and method == "DELETE":
                 answer, self.requests = len(self.requests), []
             elif what == "requests":
@@ -101,6 +106,18 @@ class Faults:
             "200 OK" if answer is not None else "404 Not Found", [("Content-Type", "application/json"), _length(body)]
         )
         return [body]
+
+
+def _put_objects(payload: dict) -> int:
+    """Objects written straight into moto's store (no HTTP per object): a benchmark's fill of many thousand small
+    files in seconds. ``{"bucket": name, "objects": {key: text}}``; the bucket must exist."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for key, text in payload["objects"].items():
+        backend.put_object(payload["bucket"], key, text.encode())
+    return len(payload["objects"])
 
 
 def _matches(rule: dict, method: str, path: str) -> bool:
@@ -165,6 +182,10 @@ class S3Server:
     def clear(self) -> list[int]:
         """Remove the fault rules; returns how many times each fired."""
         return self._call("DELETE", "faults")
+
+    def put_objects(self, bucket: str, objects: dict[str, str]) -> int:
+        """Write many small objects server-side (see ``_put_objects``); returns how many."""
+        return self._call("POST", "objects", {"bucket": bucket, "objects": objects})
 
     def requests(self) -> list[list[str]]:
         return self._call("GET", "requests")
