@@ -76,7 +76,7 @@ def fill(store: str, folder: str, source: str, total: int, committed: int, serve
     if store == "s3":
         prefix = f"s3://{BUCKET}/"
         key = folder[len(prefix) :]
-        objects = {f"{source[len(prefix):]}/manifest.json": json.dumps(manifest(total))}
+        objects = {f"{source[len(prefix) :]}/manifest.json": json.dumps(manifest(total))}
         objects |= files(key, source, committed)
         items = list(objects.items())
         for start in range(0, len(items), CHUNK):
