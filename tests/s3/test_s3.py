@@ -195,10 +195,12 @@ def test_the_lease_on_s3(s3):
 
 
 def test_ray_actors_read_and_write_s3(s3, images, tmp_path):
-    """The driver starts its own local Ray; its actors inherit the endpoint from the driver's environment."""
+    """The driver starts a Ray of its own (``--address local``: not a cluster another test or benchmark left
+    recorded on this machine); its actors inherit the endpoint from the driver's environment."""
     out = f"s3://{BUCKET}/runs/ray"
     log = tmp_path / "driver.log"
-    command = [sys.executable, "jobs/pseudo_label.py", *label(images, out, "--export", "none", "--actors", "2")]
+    extra = ("--export", "none", "--actors", "2", "--address", "local")
+    command = [sys.executable, "jobs/pseudo_label.py", *label(images, out, *extra)]
     command.remove("--no-ray")
     with log.open("w") as stream:
         code = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT, timeout=900).returncode
