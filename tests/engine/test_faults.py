@@ -197,6 +197,12 @@ def test_a_node_removed_mid_run_loses_nothing(cluster, manifest, tmp_path):
     process = driver(cluster, manifest, out, log, hook=hook)
     (victim,) = wait_for(lambda: Sink(str(out)).attempts(shard), process, log)  # mid-shard until the gate opens
     cluster.ask(f"remove {victim['node_id']}")
+    # A worker outlives its killed raylet for a moment: were the gate opened now, it could still finish and commit
+    # the shard, and the node's loss would cost nothing. The gate opens once the shard's worker is gone.
+    deadline = time.monotonic() + 120
+    while alive(victim["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(victim["pid"]), "the removed node's worker is still running after 120 s"
     gate.touch()
     try:
         finish(process, log)
