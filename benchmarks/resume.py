@@ -9,8 +9,8 @@ written, since planning reads only the manifest) and a run folder where M of the
 marker and an attempt record each, as the engine writes them; on the server they are put straight into its
 store, so the fill takes seconds). Then a driver process of its own times the steps ``run()`` takes before any
 work starts: the lease (1 s of it the lease's settle time), the configuration check, ``plan`` (the manifest,
-one listing of the markers, the pending shards longest first, repeated keys), the listing of the attempt
-records (which pending shards an earlier run started) and reading the ``runs`` table; and its peak memory
+one listing of the markers, the pending shards longest first, repeated keys) and reading the ``runs`` table
+(the driver lists no attempt records: each worker lists its own shard's); and its peak memory
 (``ru_maxrss``). The server counts LIST requests (pages of at most 1,000 keys). Prints a table and writes
 ``benchmarks/results/resume.json``.
 """
@@ -119,13 +119,10 @@ def resume(folder: str, source: str) -> dict:
         lap("claim_s")
         work = plan(config)
         lap("plan_s")
-        started = sink.started() if work.pending else set()
-        lap("attempts_s")
         load(folder, "runs")
         lap("runs_s")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**times, "total_s": sum(times.values()), "pending": len(work.pending), "started": len(started),
-            "peak_rss_mb": rss}  # fmt: skip
+    return {**times, "total_s": sum(times.values()), "pending": len(work.pending), "peak_rss_mb": rss}
 
 
 def in_process(folder: str, source: str) -> dict:
@@ -197,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     print()
-    header = "store  shards  committed  lease  claim   plan  attempts  runs  total (s)  peak RSS (MB)  LIST requests"
+    header = "store  shards  committed  lease  claim   plan  runs  total (s)  peak RSS (MB)  LIST requests"
     print(header)
     for r in rows:
         listed = ", ".join(f"{k} {v}" for k, v in sorted(r.get("lists", {}).items())) or "-"
         print(
             f"{r['store']:5}  {r['shards']:>6,}  {r['committed']:>9,}  {r['lease_s']:5.2f}  {r['claim_s']:5.2f}  "
-            f"{r['plan_s']:5.2f}  {r['attempts_s']:8.2f}  {r['runs_s']:4.2f}  {r['total_s']:9.2f}  "
+            f"{r['plan_s']:5.2f}  {r['runs_s']:4.2f}  {r['total_s']:9.2f}  "
             f"{r['peak_rss_mb']:13.0f}  {listed}"
         )
     result = {

@@ -137,9 +137,9 @@ class Sink:
                 out.append(json.load(f))
         return sorted(out, key=lambda a: (a["started_at"], a["run_id"]))
 
-    def started(self) -> set[str]:
-        """Ids of the shards any run has attempted (from the file names alone)."""
-        return {path.rsplit("/", 2)[-2] for path in self._attempt_files("*", "*")}
+    def attempt_runs(self, shard: str) -> list[str]:
+        """The run id of each attempt at ``shard`` (from the file names alone: one listing of its folder)."""
+        return [path.rsplit("/", 1)[-1].rsplit("-", 1)[0] for path in self._attempt_files(shard, "*")]
 
     def _attempt_files(self, shard: str, run_id: str) -> list[str]:
         if shard == "*":  # every shard's: one listing of the whole folder

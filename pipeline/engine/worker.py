@@ -36,6 +36,7 @@ STATS = (
     "attempt",
     "failed",
     "reason",
+    "redone",
     "samples",
     "processed",
     "expressions",
@@ -163,16 +164,21 @@ class ShardProcessor:
         failed = {k: 0 for k in STATS} | {"shard": url, "shard_id": name, "run_id": self.run_id, "failed": 1}
         if self.unloadable is not None:
             return failed | {"reason": self.unloadable}
+        attempt = 0
         try:
             done = self._tried(lambda: self.sink.committed(name))
             if done is not None:  # an earlier attempt committed it and its result was lost (a retried task)
                 logger.info("shard %s: already committed by run %s", url, done["run_id"])
                 return {k: 0 for k in STATS} | {"reason": ""} | done  # an older marker may lack a field
-            earlier = self._tried(lambda: self.sink.attempt_count(name, self.run_id))
+            # One listing of this shard's attempt records: this run's earlier attempts, and whether another run
+            # had started it (runs.shards_redone), so the driver never lists every shard's records.
+            runs = self._tried(lambda: self.sink.attempt_runs(name))
+            earlier = runs.count(self.run_id)
+            failed["redone"] = int(any(r != self.run_id for r in runs))
             if earlier >= self.config.cluster.max_attempts:  # they all died before committing: do not loop
                 logger.error("shard %s: %d attempts died in run %s; given up, left uncommitted", url, earlier,
                              self.run_id)  # fmt: skip
-                return failed | {"reason": f"{earlier} attempts died"}
+                return failed | {"reason": f"{earlier} attempts died", "attempt": earlier}
             where = {"torch_threads": torch.get_num_threads(), **_node()}
             attempt = self._tried(lambda: self.sink.begin(name, self.run_id, **where))
             rows, counts = self._tried(lambda: self._segment_and_write(url, name, repeated or {}))
@@ -183,6 +189,7 @@ class ShardProcessor:
                 "attempt": attempt,
                 "failed": 0,
                 "reason": "",
+                "redone": failed["redone"],
                 **counts,
                 "predictions": len(rows["predictions"]),
                 "errors": len(rows["errors"]),
@@ -191,7 +198,7 @@ class ShardProcessor:
             self._tried(lambda: self.sink.commit(name, stats))
         except GaveUp as error:  # storage, not data: left uncommitted for the next run
             logger.error("shard %s: %s; %d tries, left uncommitted", url, error, self.config.cluster.io_tries)
-            return failed | {"reason": str(error)}
+            return failed | {"reason": str(error), "attempt": attempt}
         logger.info(
             "shard %s: %d samples, %d errors, %.1f s", url, counts["samples"], stats["errors"], stats["seconds"]
         )

@@ -14,7 +14,7 @@ def test_benchmark_times_each_step_of_a_resume_on_disk_and_on_s3(tmp_path):
         ("s3", 30, 20, 10),
     ]
     for r in rows:
-        steps = ("lease_s", "claim_s", "plan_s", "attempts_s", "runs_s")
+        steps = ("lease_s", "claim_s", "plan_s", "runs_s")
         assert r["total_s"] == sum(r[s] for s in steps) and r["lease_s"] >= 1.0  # the lease's settle time
-        assert r["started"] == r["committed"] and r["peak_rss_mb"] > 0  # every committed shard had an attempt
-    assert rows[1]["lists"]["_done"] == 1 and rows[1]["lists"]["_attempts"] == 1  # one listing each
+        assert r["peak_rss_mb"] > 0
+    assert rows[1]["lists"]["_done"] == 1 and "_attempts" not in rows[1]["lists"]  # markers once, attempts never
