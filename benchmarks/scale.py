@@ -51,20 +51,19 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 from pipeline.data import Expression, ShardSample, build_meta, make_key, write_shards  # noqa: E402
 from pipeline.data.sample import frame_member  # noqa: E402
+from pipeline.engine.dryrun import per_unit_tflops  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 FLOPS = ROOT / "benchmarks" / "results" / "flops.json"
 GPU_TFLOPS = 100.0
 FRAME = (8, 8)  # tiny frames: decoding them costs the 2 real cores next to nothing
-PER_FRAME = ("siglip", "selection", "projector", "swin", "pixel_decoder")
 
 
 def cost_model(keep: float, gpu_tflops: float = GPU_TFLOPS) -> dict:
-    """Seconds per frame and per mask (expression x frame) on one GPU, from the FLOP table at ``keep``."""
+    """Seconds per frame and per mask (expression x frame) on one GPU, from the FLOP table at ``keep`` (split as
+    ``--dry-run`` splits it)."""
     table = next(t for t in json.loads(FLOPS.read_text())["tables"] if t["meta"]["preset"] == "hyperseg-3b")
-    row = next(r for r in table["rows"] if r["keep"] == keep)
-    frame = sum(v for s, v in row["tflops"].items() if s in PER_FRAME)
-    mask = sum(v for s, v in row["tflops"].items() if s not in PER_FRAME)
+    _, frame, mask = per_unit_tflops(table, keep, "evtp")
     return {
         "keep": keep,
         "gpu_tflops": gpu_tflops,
