@@ -8,12 +8,12 @@ mask = decode_mask(predictions.iloc[0])      # (H, W) bool
 import fsspec
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .data import rle
+from .engine.compact import compacted, part_paths
 from .engine.sink import Sink
 from .engine.tables import TABLE_NAMES, schema
 
@@ -54,39 +54,26 @@ def load(
 
 
 def table_files(run: str, table: str, *, committed_only: bool = True) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    """The filesystem and the sorted Parquet files of one table of a run folder (see ``load``), to read one at a
-    time where the whole table would not fit in memory."""
+    """The filesystem and the Parquet files of one table of a run folder (see ``load``), to read one at a time
+    where the whole table would not fit in memory: the compacted parts (``jobs/compact.py``), then the per-shard
+    files of the shards they do not hold, sorted."""
     if table not in TABLE_NAMES:
         raise ValueError(f"unknown table {table!r}; expected one of {TABLE_NAMES}")
     fs, root = fsspec.core.url_to_fs(run.rstrip("/"))
     fs.invalidate_cache(f"{root}/{table}")  # another process (the run) wrote it since this one last listed it
-    files = sorted(p for p in fs.glob(f"{root}/{table}/*.parquet") if not p.rsplit("/", 1)[-1].startswith((".", "_")))
-    if committed_only and table != "runs":
+    present = {p.rsplit("/", 1)[-1]: p for p in fs.glob(f"{root}/{table}/*.parquet")}
+    stems = {name[: -len(".parquet")]: path for name, path in present.items() if not name.startswith((".", "_"))}
+    if table == "runs":
+        return fs, sorted(stems.values())
+    state = compacted(fs, root)
+    names = state.parts.get(table, [])
+    parts = part_paths(fs, root, table, names, set(present))
+    held = state.shards | set(names)  # a compacted shard's own file is left over from before its compaction
+    files = {stem: path for stem, path in stems.items() if stem not in held}
+    if committed_only:
         done = Sink(run).done()
-        files = [p for p in files if p.rsplit("/", 1)[-1][: -len(".parquet")] in done]
-    return fs, files
-
-
-def read_table_file(
-    fs: fsspec.AbstractFileSystem, path: str, table: str, columns: list[str] | None = None
-) -> pa.Table:
-    """One file of ``table`` with the current columns (or ``columns`` of them), an older version's missing ones
-    as nulls."""
-    target = schema(table)
-    if columns is not None:
-        target = pa.schema([target.field(c) for c in columns], metadata=target.metadata)
-    present = set(pq.read_schema(path, filesystem=fs).names)
-    data = pq.read_table(path, filesystem=fs, columns=[c for c in target.names if c in present])
-    return _conform(data, target)
-
-
-def _conform(data: pa.Table, target: pa.Schema) -> pa.Table:
-    """``data`` with every column of ``target`` in its order: the ones an older version lacks as nulls."""
-    columns = [
-        data.column(field.name) if field.name in data.column_names else pa.nulls(len(data), field.type)
-        for field in target
-    ]
-    return pa.Table.from_arrays(columns, schema=target)
+        files = {stem: path for stem, path in files.items() if stem in done}
+    return fs, parts + sorted(files.values())
 
 
 def decode_mask(row) -> np.ndarray:

@@ -200,7 +200,12 @@ class Sink:
         self._replace(path, lambda f: f.write(json.dumps(fingerprint, sort_keys=True).encode()))
 
     def forget(self, shard: str) -> None:
-        """Remove a shard's marker, files and attempt records (to recompute it)."""
+        """Remove a shard's marker, files and attempt records (to recompute it); not for a compacted shard, whose
+        rows share a file with other shards'."""
+        from .compact import compacted  # compact builds on the sink
+
+        if shard in compacted(self.fs, self.root).shards:
+            raise ValueError(f"{shard} is compacted with other shards (jobs/compact.py) and cannot be redone alone")
         for path in self.fs.glob(self._path("*", f"{shard}.parquet")) + self.fs.glob(
             self._path(DONE, f"{shard}.json")
         ):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 TABLES_PATH = Path(__file__).resolve().parents[2] / "schemas" / "tables.json"
 _CONTRACT = json.loads(TABLES_PATH.read_text())
@@ -37,3 +38,16 @@ def to_table(table: str, rows: list[dict]) -> pa.Table:
         if set(row) != names:
             raise ValueError(f"{table} row columns {sorted(row)} differ from the contract {sorted(names)}")
     return pa.Table.from_pylist(rows, schema=target)
+
+
+def read_table_file(fs, path: str, table: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file of ``table`` (on ``fs``, an fsspec filesystem) with the current columns (or ``columns`` of
+    them), the ones an older tables version lacks as nulls."""
+    target = schema(table)
+    if columns is not None:
+        target = pa.schema([target.field(c) for c in columns], metadata=target.metadata)
+    present = set(pq.read_schema(path, filesystem=fs).names)
+    data = pq.read_table(path, filesystem=fs, columns=[c for c in target.names if c in present])
+    return pa.Table.from_arrays(
+        [data.column(f.name) if f.name in present else pa.nulls(len(data), f.type) for f in target], schema=target
+    )

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..data import ReadError, Sample, read_shard, rle
-from ..results import read_table_file, table_files
+from ..engine.sink import shard_id
+from ..engine.tables import read_table_file
+from ..results import load, table_files
 from .filters import Filters, duplicates
 from .ontology import Category, Ontology
 
@@ -98,28 +100,30 @@ def labelled_samples(run: str, filters: Filters, ontology: Ontology) -> Iterator
     """Every committed sample of ``run`` with predictions, in shard then shard order, frames and prompts in order;
     ``ontology`` must hold every prompt of the run (``Ontology.check``)."""
     fs, files = table_files(run, "predictions")
-    track_fs, track_files = table_files(run, "tracks")
-    tracks_by_shard = {path.rsplit("/", 1)[-1]: path for path in track_files}
-    for path in files:
-        predictions = read_table_file(fs, path, "predictions").to_pandas()
-        if predictions.empty:
+    tracks = load(run, "tracks")  # one row per expression: small beside the predictions
+    tracks_by_shard = dict(tuple(tracks.groupby("shard", sort=False))) if len(tracks) else {}
+    for path in files:  # a shard's file, or a compacted part holding many shards' rows (jobs/compact.py)
+        shards = read_table_file(fs, path, "predictions").to_pandas().groupby("shard", sort=False)
+        for url, predictions in sorted(shards, key=lambda item: shard_id(item[0])):  # as their own files sort
+            yield from _shard_samples(url, predictions, tracks_by_shard.get(url), filters, ontology)
+
+
+def _shard_samples(
+    url: str, predictions: pd.DataFrame, tracks: pd.DataFrame | None, filters: Filters, ontology: Ontology
+) -> Iterator[LabelledSample]:
+    by_key = dict(tuple(predictions.groupby("sample_key", sort=False)))
+    tracks_by_key = dict(tuple(tracks.groupby("sample_key", sort=False))) if tracks is not None else {}
+    for sample in read_shard(url):
+        if isinstance(sample, ReadError):
+            if sample.key is None or sample.key in by_key:
+                raise LabelsError(f"cannot read {sample.key or 'the shard'} of {url} ({sample.message})")
             continue
-        track_path = tracks_by_shard.get(path.rsplit("/", 1)[-1])
-        tracks = read_table_file(track_fs, track_path, "tracks").to_pandas() if track_path else pd.DataFrame()
-        url = predictions.shard.iloc[0]
-        by_key = dict(tuple(predictions.groupby("sample_key", sort=False)))
-        tracks_by_key = dict(tuple(tracks.groupby("sample_key", sort=False))) if len(tracks) else {}
-        for sample in read_shard(url):
-            if isinstance(sample, ReadError):
-                if sample.key is None or sample.key in by_key:
-                    raise LabelsError(f"cannot read {sample.key or 'the shard'} of {url} ({sample.message})")
-                continue
-            rows = by_key.get(sample.key)
-            if rows is None:
-                continue
-            summaries = tracks_by_key.get(sample.key)
-            summaries = {} if summaries is None else {r.expression_id: r._asdict() for r in summaries.itertuples()}
-            yield LabelledSample(url, sample, _frames(sample, rows, filters, ontology), summaries)
+        rows = by_key.get(sample.key)
+        if rows is None:
+            continue
+        summaries = tracks_by_key.get(sample.key)
+        summaries = {} if summaries is None else {r.expression_id: r._asdict() for r in summaries.itertuples()}
+        yield LabelledSample(url, sample, _frames(sample, rows, filters, ontology), summaries)
 
 
 def _frames(sample: Sample, rows: pd.DataFrame, filters: Filters, ontology: Ontology) -> list[Frame]:
