@@ -3,6 +3,8 @@ scheduling and the loss of nodes, measured with a simulated predictor.
 
     python benchmarks/scale.py                # the whole study (about 30 min here) -> results/scale.json
     python benchmarks/scale.py --quick        # 2 nodes, small loads: checks that it runs
+    python benchmarks/scale.py --keep 1.0 --actors 16 --scaling-only --out benchmarks/results/scale_keep1.json
+                                              # the 16-actor ReVOS-like run with the cost at keep 1.0
 
 A measuring instrument, not a product path. The cluster is ``ray.cluster_utils.Cluster`` on this machine: a head
 with no CPUs and 8 nodes declaring 2 GPUs each, on 127.0.0.1 (the engine then gives each of the 16 actors
@@ -25,6 +27,10 @@ to the last one's end; the tail = the share of the span with fewer than all acto
 and peak memory. Straggler handling: the same 16-actor load in input order (shortest first, the worst case)
 and longest first (``run.longest_first``, from the manifest's counts). Faults: 2 of the 8 nodes removed mid-run;
 every sample must come out exactly once, and the wall-time cost against the undisturbed run is reported.
+
+The other measures at scale need no cluster and have scripts of their own: ``resume.py`` (planning and resuming
+100,000 shards), ``query.py`` (querying a 10M-row table, and compaction) and ``plan.py`` (the dry run's
+planning table).
 """
 
 import argparse
@@ -290,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="2 nodes of 1 GPU, 2 short videos per actor, 100-image shards, 1/10 time"
     )
+    parser.add_argument("--actors", help="actor counts of the scaling runs, e.g. 16 (default: 1, 2, 4, ... slots)")
+    parser.add_argument(
+        "--scaling-only", action="store_true", help="only the scaling runs (no input order, corpus or node loss)"
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.quick:
@@ -314,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     try:
         counts = [1, slots] if args.quick else [n for n in (1, 2, 4, 8, 16, 32) if n <= slots]
+        if args.actors:
+            counts = [int(n) for n in args.actors.split(",")]
         videos = video_load(args.videos_per_actor * slots, seed=0, longest=args.max_frames)
         for actors in counts:  # weak scaling: the first videos_per_actor x actors videos
             load = videos[: args.videos_per_actor * actors]
@@ -323,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"workload": "revos-like", "order": "longest first", **row,
                          "exactly_once": exactly_once(scratch / f"out-{actors}", load)})  # fmt: skip
             print(_line(rows[-1]), flush=True)
+        if args.scaling_only:
+            return _write(args, cost, image_shard, rows, None)
         # Stragglers: the full load in input order (shortest first, no counts) against longest first (above).
         shards = scratch / f"revos-{slots}"
         shortest_first(shards / "manifest.json")
@@ -364,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": faulted["wall_s"] - undisturbed["wall_s"],
         "span_s": faulted["span_s"] - undisturbed["span_s"],
     }
+    print(f"losing the nodes cost {fault_cost['span_s']:+.1f} s of span ({fault_cost['wall_s']:+.1f} s of wall)")
+    return _write(args, cost, image_shard, rows, fault_cost)
+
+
+def _write(args, cost: dict, image_shard: int, rows: list[dict], fault_cost: dict | None) -> int:
     print()
     print("workload           order                                actors  span (s)  efficiency  tail   wall (s)  "
           "driver CPU  driver peak MB  exactly once")  # fmt: skip
@@ -371,7 +390,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['workload']:18} {r['order']:36} {r['actors']:>6}  {r['span_s']:8.1f}  {r['efficiency']:10.3f}  "
               f"{r['tail_share']:.3f}  {r['wall_s']:8.1f}  {r['driver_cpu_share']:10.2f}  "
               f"{r['driver_peak_rss_mb']:14.0f}  {r['exactly_once']}")  # fmt: skip
-    print(f"losing the nodes cost {fault_cost['span_s']:+.1f} s of span ({fault_cost['wall_s']:+.1f} s of wall)")
     result = {
         "benchmark": "the real engine on a simulated cluster (benchmarks/scale.py); a simulated predictor",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
