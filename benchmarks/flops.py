@@ -40,14 +40,16 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 from transformers.masking_utils import create_causal_mask
 
-from pipeline.model.attention_rows import capture_attention_input, last_row_attention
-from pipeline.model.config import PRESETS, HyperSegConfig, InstructSegConfig, MaskLlmConfig, preset
-from pipeline.model.fastv import DEFAULT_LAYER as FASTV_LAYER
-from pipeline.model.fastv import check_layer
-from pipeline.model.hyperseg import HyperSeg
-from pipeline.model.instructseg import InstructSeg
-from pipeline.model.mask_llm import MaskLlm, model_for
-from pipeline.model.token_selection import kept_selection
+from pipeline.model import HyperSegConfig, InstructSegConfig
+from pipeline.model.config import PRESETS, MaskLlmConfig, preset
+from pipeline.model.hyperseg.model import HyperSeg
+from pipeline.model.instructseg.model import InstructSeg
+from pipeline.model.parts.mask_llm import MaskLlm
+from pipeline.model.registry import model_for
+from pipeline.model.token_pruning.attention_rows import capture_attention_input, last_row_attention
+from pipeline.model.token_pruning.fastv import DEFAULT_LAYER as FASTV_LAYER
+from pipeline.model.token_pruning.fastv import check_layer
+from pipeline.model.token_pruning.token_selection import kept_selection
 from pipeline.pruning import budget, select_tokens
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flops.json"
@@ -334,7 +336,8 @@ def projector_pass(model: MaskLlm, tokens: int) -> Counted:
 
 def _layers(llm, layers, length: int) -> torch.Tensor:
     """Phi decoder layers over ``(1, length, hidden)`` meta states, with the causal mask and rotary embedding
-    ``PhiModel.forward`` builds; as ``pipeline.model.fastv._run_layers`` runs each part of a FastV prefill."""
+    ``PhiModel.forward`` builds; as ``pipeline.model.token_pruning.fastv._run_layers`` runs each part of a FastV
+    prefill."""
     meta = torch.device("meta")
     hidden = torch.empty(1, length, llm.config.hidden_size, device=meta)
     positions = torch.arange(length, device=meta)[None]
@@ -348,9 +351,10 @@ def _layers(llm, layers, length: int) -> torch.Tensor:
 
 
 def fastv_pass(model: MaskLlm, length: int, dropped: int, layer: int) -> tuple[Counted, Counted]:
-    """FastV's prefill (``pipeline.model.fastv.run_llm_fastv``) on meta: layers ``< layer`` on ``length`` tokens,
-    the others on ``length - dropped``; and its ranking, the last row's attention at layer ``layer - 1``
-    recomputed from that layer's input (``attention_rows.last_row_attention``: q of one row, k of every row).
+    """FastV's prefill (``pipeline.model.token_pruning.fastv.run_llm_fastv``) on meta: layers ``< layer`` on
+    ``length`` tokens, the others on ``length - dropped``; and its ranking, the last row's attention at layer
+    ``layer - 1`` recomputed from that layer's input (``attention_rows.last_row_attention``: q of one row, k of
+    every row).
 
     Returns:
         The LLM's count (both parts) and the ranking's.
@@ -601,7 +605,8 @@ def common_notes(config: MaskLlmConfig, msda: int, fastv_layer: int) -> dict[str
             "causal mask), by 4 P S hidden per layer for a prefix of P and a suffix of S tokens"
         ),
         "fastv": (
-            f"variants.fastv: FastV at layer K = {fastv_layer} (pipeline.model.fastv.run_llm_fastv): no selection "
+            f"variants.fastv: FastV at layer K = {fastv_layer} (pipeline.model.token_pruning.fastv.run_llm_fastv): "
+            "no selection "
             "before the LLM (the projector sees all N tokens), layers < K on the whole sequence, layers >= K with "
             "N - K_keep image tokens dropped; whole sequences, no shared prefix (FastV keeps different tokens per "
             "expression). Its selection column is the ranking (the last row's attention at layer K-1 recomputed "

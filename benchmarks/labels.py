@@ -124,7 +124,7 @@ def signal_cost(repeats: int = 15) -> dict:
 
     import torch
 
-    from pipeline.model.postprocess import best_query, mask_quality, upsample_to_original
+    from pipeline.model.parts.postprocess import best_query, mask_quality, upsample_to_original
 
     generator = torch.Generator().manual_seed(0)
     pred = torch.randn(100, 256, 256, generator=generator)

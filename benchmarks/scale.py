@@ -94,7 +94,7 @@ class SimulatedPredictor:
         self.k = tokens if config.pruning.method == "none" else max(1, round(float(config.pruning.keep) * tokens))
 
     def _segmentation(self, frame: np.ndarray):
-        from pipeline.model.predictor import Segmentation
+        from pipeline.model.hyperseg.predictor import Segmentation
 
         return Segmentation(
             mask=np.zeros(frame.shape[:2], bool), score=0.5, seg_score=0.5, mask_score=0.5, stability=float("nan"),

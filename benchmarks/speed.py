@@ -46,8 +46,8 @@ from machine import cpu_name
 from PIL import Image
 
 from pipeline.model import HyperSegPredictor, PruningConfig, preset
-from pipeline.model.predictor import STAGES as TIMED_STAGES
-from pipeline.model.prompt import REFER_TOKEN_INDEX, format_instruction, refer_ids
+from pipeline.model.hyperseg.predictor import STAGES as TIMED_STAGES
+from pipeline.model.parts.prompt import REFER_TOKEN_INDEX, format_instruction, refer_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"

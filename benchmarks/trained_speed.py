@@ -4,7 +4,7 @@
     python benchmarks/trained_speed.py --quick --out /tmp/t.json   # tiny random preset, small loads (the test)
 
 ``benchmarks/speed.py`` times random weights, whose SEG logits all sit within a narrow band, so ``best_query``
-(``pipeline.model.postprocess``) can rule no query out and brings all 100 to full resolution. Trained weights
+(``pipeline.model.parts.postprocess``) can rule no query out and brings all 100 to full resolution. Trained weights
 score one query far above the rest. On held-out synthetic videos (ReVOS-like, every expression of each frame)
 and images (RefCOCO-like), with the shipped checkpoint, this measures:
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.engine.cli import format_table  # noqa: E402
 from pipeline.model import PruningConfig, load  # noqa: E402
-from pipeline.model.prompt import REFER_TOKEN_INDEX, format_instruction, refer_ids  # noqa: E402
+from pipeline.model.parts.prompt import REFER_TOKEN_INDEX, format_instruction, refer_ids  # noqa: E402
 from pipeline.synth.samples import generator, refcoco_image, revos_video  # noqa: E402
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "synth-hyperseg"  # where make train puts it

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from .pruning import METHODS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# How kept image tokens are numbered in the LLM (pipeline.model.llm.assemble).
+# How kept image tokens are numbered in the LLM (pipeline.model.parts.llm.assemble).
 POSITION_POLICIES = ("contiguous", "original")
-# Methods that prune inside the model rather than on the vision-encoder output (pipeline.model.fastv): the
-# encoder keeps every token and the LLM drops them, so they are not ``pipeline.pruning.METHODS``.
+# Methods that prune inside the model rather than on the vision-encoder output
+# (pipeline.model.token_pruning.fastv): the encoder keeps every token and the LLM drops them, so they are not
+# ``pipeline.pruning.METHODS``.
 MODEL_METHODS = ("fastv",)
 
 

@@ -118,7 +118,7 @@ class _FakePredictor:
 
 
 def test_compare_methods_sets_and_restores_pruning():
-    from pipeline.model.predictor import PruningConfig
+    from pipeline.model.hyperseg.predictor import PruningConfig
 
     original = PruningConfig("evtp", 0.5, (("alpha", 2.0),), "original")
     predictor = _FakePredictor(original)

@@ -44,7 +44,7 @@ class Estimate:
 def family(config: RunConfig) -> str:
     """``HyperSeg`` or ``InstructSeg``, from the preset or the checkpoint's config (no weights read)."""
     from ..model.config import config_from_checkpoint, preset
-    from ..model.instructseg_predictor import InstructSegPredictor
+    from ..model.instructseg.predictor import InstructSegPredictor
     from ..model.load import predictor_class
 
     m = config.model

@@ -44,8 +44,8 @@ def check_method(method: str) -> None:
 
 
 def check_model(model) -> None:
-    from ..model.checkpoint import CheckpointError, read_config, weight_files
     from ..model.config import PRESETS
+    from ..model.parts.checkpoint import CheckpointError, read_config, weight_files
 
     if model.preset is not None:
         if model.preset not in PRESETS:
@@ -104,7 +104,7 @@ def check_run(config: RunConfig) -> None:
 def check_references(model) -> None:
     """Pruning the reference frames (``--prune-references``) needs an InstructSeg model."""
     from ..model.config import config_from_checkpoint, preset
-    from ..model.instructseg_predictor import InstructSegPredictor
+    from ..model.instructseg.predictor import InstructSegPredictor
     from ..model.load import predictor_class
 
     family = predictor_class(preset(model.preset) if model.preset else config_from_checkpoint(model.checkpoint))

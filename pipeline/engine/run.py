@@ -293,7 +293,7 @@ def model_checksum(config: RunConfig) -> str:
         return f"preset:{config.model.preset}:seed{config.model.seed}"
     import hashlib
 
-    from ..model.checkpoint import weight_files
+    from ..model.parts.checkpoint import weight_files
 
     digest = hashlib.sha256()
     for path in weight_files(config.model.checkpoint):

@@ -1,7 +1,7 @@
 """Per-mask and per-track quality signals, computed in the worker from the masks it already has.
 
 The model's own signals (``seg_score``, ``mask_score``, ``stability``) come from the logits in
-``pipeline.model.postprocess``; these are the mask's geometry and, for a video, how its track behaves.
+``pipeline.model.parts.postprocess``; these are the mask's geometry and, for a video, how its track behaves.
 """
 
 from collections.abc import Sequence

@@ -1,11 +1,15 @@
-"""The IVS model: HyperSeg built from transformers classes, with visual-token selection inside."""
+"""The IVS models: HyperSeg and InstructSeg built from transformers classes, with visual-token selection inside.
 
-from . import load
-from .config import PRESETS, HyperSegConfig, InstructSegConfig, config_from_checkpoint, preset
-from .hyperseg import HyperSeg
-from .instructseg import InstructSeg
-from .instructseg_predictor import InstructSegPredictor
-from .predictor import EncodedFrames, HyperSegPredictor, PruningConfig, Segmentation
+``parts/`` holds what both families are built from, ``hyperseg/`` and ``instructseg/`` what each adds (and registers
+in ``registry``), ``token_pruning/`` the pruning that happens inside a model; ``config``, ``load`` and ``save`` are
+the family-agnostic ways in.
+"""
+
+from . import hyperseg, instructseg, load  # noqa: F401 (registers the families)
+from .config import PRESETS, config_from_checkpoint, preset
+from .hyperseg import HyperSeg, HyperSegConfig, HyperSegPredictor
+from .hyperseg.predictor import EncodedFrames, PruningConfig, Segmentation
+from .instructseg import InstructSeg, InstructSegConfig, InstructSegPredictor
 from .save import save_pretrained
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""HyperSeg configuration: one dataclass per part, the named presets, and reading a checkpoint's configs.
+"""The configuration both model families share: one dataclass per shared part, the presets (each family's,
+through the registry) and reading a checkpoint's configs.
 
 A released checkpoint stores only the LLM and SigLIP settings (``config.json``). The mask branch
 (Swin, pixel decoder, decoder) and the preprocessing come from the release's YAML and hard-coded
@@ -12,15 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import read_config
-from .fvp import FvpSettings
-from .llm import LlmSettings
-from .mask_decoder import DecoderSettings
-from .ovp import OvpSettings
-from .pixel_decoder import PixelDecoderSettings
-from .swin import SwinSettings
-from .vision import VisionSettings
-from .vmtf import VmtfSettings
+from .parts.checkpoint import read_config
+from .parts.llm import LlmSettings
+from .parts.mask_decoder import DecoderSettings
+from .parts.pixel_decoder import PixelDecoderSettings
+from .parts.swin import SwinSettings
+from .parts.vision import VisionSettings
+from .registry import PRESETS, family, family_names
 
 MASK_CONFIG = "mask_config.json"
 SIGLIP_PREPROCESSOR = "siglip_preprocessor_config.json"
@@ -63,169 +62,13 @@ class MaskLlmConfig:
                 raise ValueError(f"inconsistent config, {what}: {got} != {expected}")
 
 
-@dataclass(frozen=True)
-class HyperSegConfig(MaskLlmConfig):
-    """Every size of a HyperSeg model. The defaults are the released HyperSeg-3B."""
-
-    fvp: FvpSettings = field(default_factory=FvpSettings)
-
-    def _checks(self) -> list[tuple[object, object, str]]:
-        return super()._checks() + [
-            (self.fvp.llm_hidden, self.llm.hidden_size, "FVP output vs LLM width"),
-            (self.fvp.in_channels, self.swin.feature_channels[1:], "FVP inputs vs Swin res3-res5 channels"),
-        ]
-
-
-@dataclass(frozen=True)
-class InstructSegConfig(MaskLlmConfig):
-    """Every size of an InstructSeg model. The defaults are the released InstructSeg (``instructseg.*``)."""
-
-    ovp: OvpSettings = field(default_factory=OvpSettings)
-    vmtf: VmtfSettings = field(default_factory=VmtfSettings)
-    reference_frames: int = 4  # reference_frame_num of the release's video evaluations
-
-    def _checks(self) -> list[tuple[object, object, str]]:
-        return super()._checks() + [
-            (self.ovp.dim, self.llm.hidden_size, "OVP width vs LLM width"),
-            (self.vmtf.llm_hidden, self.llm.hidden_size, "VMTF input vs LLM width"),
-            (self.vmtf.in_channels, self.swin.feature_channels[-1], "VMTF input vs Swin res5 channels"),
-            (self.vmtf.out_dim, self.decoder.hidden_dim, "SEG embedding vs decoder width"),
-        ]
-
-
-def hyperseg_3b() -> HyperSegConfig:
-    """The released HyperSeg-3B (vocab 50296 after the release's ``resize_token_embeddings``)."""
-    return HyperSegConfig(llm=LlmSettings(vocab_size=50296))
-
-
-def tiny() -> HyperSegConfig:
-    """The golden-tiny sizes (``../shared/reference/golden-tiny/hparams.json``): same code path, a few MB.
-
-    SigLIP at image 54 / patch 2 keeps the real 27 x 27 = 729-token grid.
-    """
-    swin = SwinSettings(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=6)
-    return HyperSegConfig(
-        vision=VisionSettings(
-            hidden_size=32,
-            intermediate_size=64,
-            num_layers=3,
-            num_heads=4,
-            image_size=54,
-            patch_size=2,
-            llm_hidden_size=64,
-        ),
-        llm=LlmSettings(
-            vocab_size=385, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, pad_token_id=0
-        ),
-        swin=swin,
-        pixel_decoder=PixelDecoderSettings(convs_dim=32, mask_dim=32, encoder_layers=2, encoder_heads=4),
-        decoder=DecoderSettings(
-            hidden_dim=32, num_heads=4, dim_feedforward=64, dec_layers=4, mask_dim=32, in_channels=32
-        ),
-        fvp=FvpSettings.for_swin(swin.embed_dim, llm_hidden=64),
-        preprocess=PreprocessSettings(siglip_size=54, canvas=128),
-    )
-
-
-def bench() -> HyperSegConfig:
-    """An intermediate size whose CPU forward takes about a second: for wall-clock ratios, not accuracy.
-
-    The real 27 x 27 SigLIP grid and 100 queries; the LLM is the larger share of the work, as at real size,
-    and its head width is Phi-2's 80 (partial rotary 0.4 of it must be even).
-    """
-    swin = SwinSettings(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=8)
-    return HyperSegConfig(
-        vision=VisionSettings(
-            hidden_size=128,
-            intermediate_size=512,
-            num_layers=6,
-            num_heads=4,
-            image_size=54,
-            patch_size=2,
-            llm_hidden_size=640,
-        ),
-        llm=LlmSettings(
-            vocab_size=1024, hidden_size=640, intermediate_size=2560, num_layers=8, num_heads=8, pad_token_id=0
-        ),
-        swin=swin,
-        pixel_decoder=PixelDecoderSettings(convs_dim=64, mask_dim=64, encoder_layers=2, encoder_heads=4),
-        decoder=DecoderSettings(
-            hidden_dim=64, num_heads=4, dim_feedforward=256, dec_layers=4, mask_dim=64, in_channels=64
-        ),
-        fvp=FvpSettings.for_swin(swin.embed_dim, llm_hidden=640),
-        preprocess=PreprocessSettings(siglip_size=54, canvas=256),
-    )
-
-
-def synth() -> HyperSegConfig:
-    """The miniature trained on the synthetic world (``jobs/train.py``): ``tiny``'s layout, a little larger.
-
-    SigLIP reads a 108 x 108 view in 4 x 4 patches (the real 27 x 27 grid, each token seeing 4x the pixels of
-    ``tiny``'s), a 4-layer, 128-wide Phi (binding words to objects and relations needs the depth), a 768-id
-    vocabulary (``pipeline.train.tokenizer``), and the mask branch on a 192 canvas with a 64-wide decoder (a third
-    of the held-out targets cover under 0.5% of the image; at 128 they were a few canvas pixels wide).
-    """
-    swin = SwinSettings(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4)
-    return HyperSegConfig(
-        vision=VisionSettings(
-            hidden_size=64,
-            intermediate_size=256,
-            num_layers=3,
-            num_heads=4,
-            image_size=108,
-            patch_size=4,
-            llm_hidden_size=128,
-        ),
-        llm=LlmSettings(
-            vocab_size=768, hidden_size=128, intermediate_size=512, num_layers=4, num_heads=4, pad_token_id=0
-        ),
-        swin=swin,
-        pixel_decoder=PixelDecoderSettings(convs_dim=64, mask_dim=64, encoder_layers=2, encoder_heads=4),
-        decoder=DecoderSettings(
-            hidden_dim=64, num_heads=4, dim_feedforward=128, dec_layers=4, mask_dim=64, in_channels=64
-        ),
-        fvp=FvpSettings.for_swin(swin.embed_dim, llm_hidden=128),
-        preprocess=PreprocessSettings(siglip_size=108, canvas=192),
-    )
-
-
-def instructseg() -> InstructSegConfig:
-    """The released InstructSeg: HyperSeg-3B's shared parts, the OVP at the LLM width and the VMTF at 1024."""
-    return _instructseg_from(hyperseg_3b())
-
-
-def instructseg_tiny() -> InstructSegConfig:
-    """The golden-tiny-instructseg sizes: the shared parts are ``tiny``'s (``hparams.json``)."""
-    return _instructseg_from(tiny())
-
-
-def _shared(config: MaskLlmConfig) -> dict:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(MaskLlmConfig)}
-
-
-def _instructseg_from(config: MaskLlmConfig) -> InstructSegConfig:
-    """InstructSeg on the shared parts of ``config``, its own modules sized by the released rules."""
-    return InstructSegConfig(
-        **_shared(config),
-        ovp=OvpSettings(dim=config.llm.hidden_size),
-        vmtf=VmtfSettings.for_swin(config.swin.embed_dim, config.llm.hidden_size, config.decoder.hidden_dim),
-    )
-
-
-PRESETS = {
-    "hyperseg-3b": hyperseg_3b,
-    "tiny": tiny,
-    "bench": bench,
-    "synth": synth,
-    "instructseg": instructseg,
-    "instructseg-tiny": instructseg_tiny,
-    "instructseg-bench": lambda: _instructseg_from(bench()),
-}
+# The released vocabulary after HyperSeg's ``resize_token_embeddings`` (InstructSeg shares it).
+RELEASED_VOCAB = 50296
 
 
 def preset(name: str) -> MaskLlmConfig:
-    """A named preset: HyperSeg ``hyperseg-3b``, ``tiny``, ``bench``; InstructSeg ``instructseg``,
-    ``instructseg-tiny``, ``instructseg-bench``."""
+    """A named preset of any registered family: HyperSeg ``hyperseg-3b``, ``tiny``, ``bench``, ``synth``;
+    InstructSeg ``instructseg``, ``instructseg-tiny``, ``instructseg-bench``."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]()
@@ -244,10 +87,10 @@ def config_from_checkpoint(directory: str | Path, **overrides) -> MaskLlmConfig:
         raise ValueError(
             f"{directory}/config.json: model_type {config.get('model_type')!r} is not HyperSeg's mipha_phi"
         )
-    family = architecture(config, directory)
+    name = architecture(config, directory)
     tower = config.get("vision_config", {}).get("vision_tower", {})
     projector = config.get("vision_config", {}).get("mm_projector", {})
-    base = hyperseg_3b()
+    base = MaskLlmConfig(llm=LlmSettings(vocab_size=RELEASED_VOCAB))
     vision_defaults = base.vision
     vision = VisionSettings(
         hidden_size=tower.get("hidden_size", vision_defaults.hidden_size),
@@ -308,29 +151,21 @@ def config_from_checkpoint(directory: str | Path, **overrides) -> MaskLlmConfig:
     shared_overrides = {k: v for k, v in overrides.items() if k in parts}
     parts.update(shared_overrides)
     decoder = parts.get("decoder", base.decoder)
-    if family == "InstructSeg":
-        own = {
-            "ovp": OvpSettings(dim=llm.hidden_size),
-            "vmtf": VmtfSettings.for_swin(swin.embed_dim, llm.hidden_size, decoder.hidden_dim),
-        }
-        cls = InstructSegConfig
-    else:
-        own = {"fvp": FvpSettings.for_swin(swin.embed_dim, llm_hidden=llm.hidden_size)}
-        cls = HyperSegConfig
-    unknown = set(overrides) - set(parts) - set(own) - ({"reference_frames"} if cls is InstructSegConfig else set())
+    chosen = family(name)
+    own = chosen.own_parts(llm, swin, decoder)
+    unknown = set(overrides) - set(parts) - set(own) - set(chosen.extra_fields)
     if unknown:
-        raise ValueError(f"{family} has no config part(s) {sorted(unknown)}")
+        raise ValueError(f"{name} has no config part(s) {sorted(unknown)}")
     own.update({k: v for k, v in overrides.items() if k not in parts})
+    cls = chosen.config_class
     return cls(**parts, **own)
 
 
-ARCHITECTURES = ("HyperSeg", "InstructSeg")
-
-
 def architecture(config: dict, directory: str | Path = "") -> str:
-    """Which model family a released ``config.json`` is: ``HyperSeg`` (also when unnamed) or ``InstructSeg``."""
+    """Which registered family a released ``config.json`` is: its ``architectures`` entry (HyperSeg when unnamed,
+    as the HyperSeg release writes none)."""
     names = config.get("architectures") or ["HyperSeg"]
-    known = [n for n in names if n in ARCHITECTURES]
+    known = [n for n in names if n in family_names()]
     if len(known) != 1:
-        raise ValueError(f"{directory}/config.json: architectures {names!r} name none or several of {ARCHITECTURES}")
+        raise ValueError(f"{directory}/config.json: architectures {names!r} name none or several of {family_names()}")
     return known[0]

@@ -20,7 +20,8 @@ import torch
 import transformers
 from transformers import PreTrainedTokenizerBase
 
-from .checkpoint import (
+from .config import MASK_CONFIG, SIGLIP_PREPROCESSOR, MaskLlmConfig, config_from_checkpoint
+from .parts.checkpoint import (
     INDEX_FILE,
     SINGLE_FILE,
     save_safetensors,
@@ -28,9 +29,9 @@ from .checkpoint import (
     write_atomically,
     write_released_layout,
 )
-from .config import MASK_CONFIG, SIGLIP_PREPROCESSOR, MaskLlmConfig, config_from_checkpoint
-from .mask_llm import MaskLlm, model_for
-from .swin import FEATURE_NAMES
+from .parts.mask_llm import MaskLlm
+from .parts.swin import FEATURE_NAMES
+from .registry import model_for
 
 CONFIG = "config.json"
 

@@ -22,7 +22,7 @@ from ..config import PruningConfig
 from ..metrics.bootstrap import interval, paired
 from ..metrics.refer import score_pair
 from ..model import load
-from ..model.predictor import HyperSegPredictor
+from ..model.hyperseg.predictor import HyperSegPredictor
 from ..synth.samples import ImageSample, generator, reasonseg_image
 from .evaluate import evaluate_images, evaluate_video, heldout_images, heldout_videos, image_target
 

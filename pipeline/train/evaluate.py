@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics.refer import score_pair, summarize_refer
-from ..model.predictor import HyperSegPredictor
+from ..model.hyperseg.predictor import HyperSegPredictor
 from ..synth.samples import ImageSample, VideoSample, generator, refcoco_image, revos_video
 
 

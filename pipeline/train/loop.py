@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from ..config import PruningConfig
 from ..model.config import preset
-from ..model.hyperseg import HyperSeg
-from ..model.predictor import HyperSegPredictor
-from ..model.prompt import build_tiny_tokenizer, load_tokenizer
+from ..model.hyperseg.model import HyperSeg
+from ..model.hyperseg.predictor import HyperSegPredictor
+from ..model.parts.prompt import build_tiny_tokenizer, load_tokenizer
 from .data import Batch, Batches, DataSettings
 from .evaluate import evaluate_images, heldout_images
 from .loss import canvas_targets, criterion, grounding_loss, token_cover, top1_iou

@@ -53,8 +53,8 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics.assignment import linear_sum_assignment
-from ..model.mask_decoder import MaskDecoderOutput
-from ..model.postprocess import score_queries
+from ..model.parts.mask_decoder import MaskDecoderOutput
+from ..model.parts.postprocess import score_queries
 
 # maskformer2_R50_bs16_50ep.yaml, the same file in PSALM and HyperSeg.
 WEIGHTS = {"seg": 2.0, "bce": 5.0, "dice": 5.0}

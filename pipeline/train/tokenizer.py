@@ -7,7 +7,7 @@ easily than byte fragments. Deterministic: the same ids on every machine.
 
 from pathlib import Path
 
-from ..model.prompt import build_tiny_tokenizer
+from ..model.parts.prompt import build_tiny_tokenizer
 from ..synth.expressions import candidates
 from ..synth.samples import generator
 from ..synth.scene import make_scene

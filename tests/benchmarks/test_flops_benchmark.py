@@ -239,7 +239,7 @@ def test_the_tables_are_what_flopcountermode_sees_over_the_predictors():
 
     from pipeline.model import HyperSegPredictor, InstructSegPredictor, PruningConfig
     from pipeline.model.config import preset
-    from pipeline.model.prompt import format_instruction, refer_ids
+    from pipeline.model.parts.prompt import format_instruction, refer_ids
 
     image = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     text = "the red box"
@@ -277,7 +277,7 @@ def test_flop_counts_on_meta_equal_an_eager_cpu_run_on_real_data():
     from torch.utils.flop_counter import FlopCounterMode
 
     from pipeline.model.config import preset
-    from pipeline.model.hyperseg import HyperSeg
+    from pipeline.model.hyperseg.model import HyperSeg
 
     def flops(fn) -> int:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -80,7 +80,7 @@ def test_the_prefix_and_suffix_counts_are_what_the_shared_predictor_computes():
     from flops import llm_pass, meta_model
 
     from pipeline.model import HyperSegPredictor, preset
-    from pipeline.model import llm as llm_module
+    from pipeline.model.parts import llm as llm_module
 
     predictor = HyperSegPredictor.from_preset("tiny", attn_implementation="eager")
     image = torch.randint(0, 255, (40, 48, 3), dtype=torch.uint8).numpy()
@@ -94,7 +94,7 @@ def test_the_prefix_and_suffix_counts_are_what_the_shared_predictor_computes():
         calls.append((counter.get_total_flops(), prefix, len(sequences[0].embeds)))
         return out
 
-    predictor_module = sys.modules["pipeline.model.predictor"]
+    predictor_module = sys.modules["pipeline.model.hyperseg.predictor"]
     original = predictor_module.run_llm_shared
     predictor_module.run_llm_shared = counted
     try:

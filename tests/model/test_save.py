@@ -8,24 +8,25 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from pipeline.model import PRESETS, HyperSeg, config_from_checkpoint, load, preset
-from pipeline.model.checkpoint import CheckpointError, map_weights, parameters_on_meta
-from pipeline.model.config import HyperSegConfig, InstructSegConfig, MaskLlmConfig, PreprocessSettings
-from pipeline.model.fvp import FvpSettings
-from pipeline.model.llm import LlmSettings
-from pipeline.model.mask_decoder import DecoderSettings
-from pipeline.model.mask_llm import MaskLlm, model_for
-from pipeline.model.ovp import OvpSettings
-from pipeline.model.pixel_decoder import PixelDecoderSettings
-from pipeline.model.postprocess import score_queries, top1
-from pipeline.model.prompt import build_tiny_tokenizer, load_tokenizer
+from pipeline.model import PRESETS, HyperSeg, HyperSegConfig, InstructSegConfig, config_from_checkpoint, load, preset
+from pipeline.model.config import MaskLlmConfig, PreprocessSettings
+from pipeline.model.hyperseg.fvp import FvpSettings
+from pipeline.model.instructseg.ovp import OvpSettings
+from pipeline.model.instructseg.vmtf import VmtfSettings
+from pipeline.model.parts.checkpoint import CheckpointError, map_weights, parameters_on_meta
+from pipeline.model.parts.llm import LlmSettings
+from pipeline.model.parts.mask_decoder import DecoderSettings
+from pipeline.model.parts.mask_llm import MaskLlm
+from pipeline.model.parts.pixel_decoder import PixelDecoderSettings
+from pipeline.model.parts.postprocess import score_queries, top1
+from pipeline.model.parts.prompt import build_tiny_tokenizer, load_tokenizer
+from pipeline.model.parts.swin import SwinSettings
+from pipeline.model.parts.vision import VisionSettings
+from pipeline.model.registry import model_for
 from pipeline.model.save import check_round_trip, released_configs, save_pretrained
-from pipeline.model.swin import SwinSettings
-from pipeline.model.vision import VisionSettings
-from pipeline.model.vmtf import VmtfSettings
 
+from .parts.test_checkpoint import released_meta_weights
 from .reference import REFERENCE, rgb
-from .test_checkpoint import released_meta_weights
 
 GOLDEN = {
     "hyperseg": (REFERENCE / "golden-tiny" / "checkpoint", REFERENCE / "golden-tiny" / "reference" / "image.png"),
@@ -208,7 +209,7 @@ def test_a_crash_while_writing_leaves_the_old_weights(tmp_path, monkeypatch):
             f.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("pipeline.model.checkpoint.save_file", crash)
+    monkeypatch.setattr("pipeline.model.parts.checkpoint.save_file", crash)
     with torch.no_grad():
         model.seg_query.add_(1.0)
     with pytest.raises(OSError, match="disk full"):

@@ -25,7 +25,7 @@ def test_instance_matching_pairs_each_object_with_the_query_that_paints_it():
     rows, cols = pairs[0]
     assert dict(zip(cols.tolist(), rows.tolist(), strict=True)) == {0: 5, 1: 2, 2: 0}
     assert queries.tolist() == [2]  # the named object's own query is the [SEG] positive
-    from pipeline.model.mask_decoder import MaskDecoderOutput
+    from pipeline.model.parts.mask_decoder import MaskDecoderOutput
 
     seg = torch.full((1, 6, 1), -5.0)
     seg[0, 2] = 5.0
@@ -42,7 +42,7 @@ def test_the_choice_term_is_a_softmax_over_the_objects_queries_and_ignores_what_
     masks = torch.full((1, 6, 4, 4), -8.0)
     masks[0, 5, :2, :2] = masks[0, 2, :2, 2:] = masks[0, 0, 2:, :] = 8.0  # queries 5, 2, 0 paint objects 0, 1, 2
     targets = Targets(objects[1:2].clone(), torch.ones(1, 16, 16, dtype=torch.bool), [objects], [(1,)])
-    from pipeline.model.mask_decoder import MaskDecoderOutput
+    from pipeline.model.parts.mask_decoder import MaskDecoderOutput
 
     seg = torch.tensor([0.5, -3.0, 2.0, 7.0, 9.0, -1.0])  # queries 1, 3, 4 paint nothing: outside the softmax
     _, terms = criterion(MaskDecoderOutput(masks, seg[None, :, None], []), targets, choice_weight=1.0)
@@ -115,7 +115,7 @@ def test_matching_picks_the_query_whose_mask_fits_and_the_loss_prefers_it():
     assert queries.tolist() == [3] and [len(r) for r, _ in pairs] == [0]  # no objects: no instance pairs
     seg_good, seg_bad = torch.full((1, 5, 1), -5.0), torch.full((1, 5, 1), -5.0)
     seg_good[0, 3], seg_bad[0, 1] = 5.0, 5.0
-    from pipeline.model.mask_decoder import MaskDecoderOutput
+    from pipeline.model.parts.mask_decoder import MaskDecoderOutput
 
     good, _ = criterion(MaskDecoderOutput(masks, seg_good, []), targets)
     bad, _ = criterion(MaskDecoderOutput(masks, seg_bad, []), targets)
@@ -168,7 +168,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_top1_iou_scores_the_picked_query_and_the_best_one():
-    from pipeline.model.mask_decoder import MaskDecoderOutput
+    from pipeline.model.parts.mask_decoder import MaskDecoderOutput
     from pipeline.train.loss import Targets, top1_iou
 
     # 8 x 8 logits on a 16 canvas (2x upsampling); the target is the left half of the canvas.

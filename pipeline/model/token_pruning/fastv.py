@@ -22,10 +22,10 @@ import torch
 from transformers import PhiModel
 from transformers.masking_utils import create_causal_mask
 
-from ..config import PruningConfig
-from ..pruning import budget
+from ...config import PruningConfig
+from ...pruning import budget
+from ..parts.llm import Assembled, LlmOutput, pad_sequences, read_states, run_llm
 from .attention_rows import capture_attention_input, last_row_attention
-from .llm import Assembled, LlmOutput, pad_sequences, read_states, run_llm
 
 # The aggregation layer usually quoted from the paper (the repository's demo uses K = 3).
 DEFAULT_LAYER = 2

@@ -6,11 +6,11 @@ import torch
 
 from pipeline.config import PruningConfig
 from pipeline.model import HyperSegPredictor, InstructSeg, InstructSegPredictor, config_from_checkpoint, load, preset
-from pipeline.model.checkpoint import map_weights, parameters_on_meta
-from pipeline.model.instructseg_predictor import reference_frames, take
+from pipeline.model.instructseg.predictor import reference_frames, take
+from pipeline.model.parts.checkpoint import map_weights, parameters_on_meta
 
-from .reference import REFERENCE
-from .test_checkpoint import released_meta_weights
+from ..parts.test_checkpoint import released_meta_weights
+from ..reference import REFERENCE
 
 GOLDEN = REFERENCE / "golden-tiny-instructseg"
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import PhiConfig, PhiModel
 
-from ..config import POSITION_POLICIES
+from ...config import POSITION_POLICIES
 from .prompt import IMAGE_TOKEN_INDEX, REFER_TOKEN_INDEX, SEG_TOKEN_INDEX, TEMPORAL_TOKEN_INDEX
 
 

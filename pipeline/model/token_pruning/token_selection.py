@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import MODEL_METHODS, PruningConfig
-from ..pruning import Selection, select_tokens
-from ..pruning.coverage import measure
-from ..pruning.geometry import Grid
+from ...config import MODEL_METHODS, PruningConfig
+from ...pruning import Selection, select_tokens
+from ...pruning.coverage import measure
+from ...pruning.geometry import Grid
+from ..parts.vision import VisionTower
 from .attention_rows import ReceivedAttention, capture_attention_input, received_attention
-from .vision import VisionTower
 
 # Methods that rank by the attention SigLIP's selected layer pays each token, and merge by its keys.
 ATTENTION_METHODS = ("visionzip",)

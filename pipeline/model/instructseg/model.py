@@ -8,12 +8,12 @@ masks.
 
 import torch
 
-from .checkpoint import Route
+from ..parts.checkpoint import Route
+from ..parts.mask_decoder import MaskDecoderOutput
+from ..parts.mask_llm import MaskLlm
+from ..parts.pixel_decoder import PixelDecoderOutput
 from .config import InstructSegConfig
-from .mask_decoder import MaskDecoderOutput
-from .mask_llm import MaskLlm
 from .ovp import ObjectVideoPerceiver
-from .pixel_decoder import PixelDecoderOutput
 from .vmtf import TextFusion
 
 OVP_PREFIXES = ("temporal_query", "ovp_layers.")

@@ -7,14 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model.mask_decoder import (
+from pipeline.model.parts.mask_decoder import (
     UNUSED_DECODER_PREFIXES,
     DecoderSettings,
     MaskDecoder,
     convert_decoder,
 )
 
-from .reference import REFERENCE
+from ..reference import REFERENCE
 
 GOLDEN = REFERENCE / "golden-tiny"
 CHECKPOINT = GOLDEN / "checkpoint"

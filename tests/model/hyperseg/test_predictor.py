@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pipeline.model import HyperSegPredictor, PruningConfig
-from pipeline.model.checkpoint import CheckpointError
-from pipeline.model.predictor import STAGES
+from pipeline.model.hyperseg.predictor import STAGES
+from pipeline.model.parts.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_compiled_predictor_gives_the_eager_results(images, tmp_path):
     """``compile()`` wraps SigLIP and the LLM in torch.compile; masks and scores stay the eager ones. A smaller
     tiny (1 LLM layer, 2 SigLIP layers) keeps the compilation to about half a minute on 2 cores."""
     from pipeline.model import HyperSeg, preset
-    from pipeline.model.prompt import build_tiny_tokenizer, load_tokenizer
+    from pipeline.model.parts.prompt import build_tiny_tokenizer, load_tokenizer
 
     config = preset("tiny")
     config = dataclasses.replace(
@@ -249,7 +249,7 @@ def test_pruning_is_deleting_the_dropped_tokens_from_the_unpruned_sequence(
     # The oracle for the whole pruning path (selection -> gather -> projector -> sequence): the pruned LLM input is
     # the unpruned one with the dropped visual rows removed. A gather of the wrong tokens, kept tokens out of raster
     # order or misplaced position ids all break it, also where keep 1.0 (the golden runs) cannot see them.
-    from pipeline.model import predictor as predictor_module
+    from pipeline.model.hyperseg import predictor as predictor_module
 
     seen = []
     shared = predictor_module.run_llm_shared

@@ -11,12 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.model import InstructSegPredictor
-from pipeline.model.instructseg_predictor import reference_frames, take
-from pipeline.model.postprocess import score_queries
-from pipeline.model.preprocess import siglip_view
-from pipeline.model.prompt import format_instruction
+from pipeline.model.instructseg.predictor import reference_frames, take
+from pipeline.model.parts.postprocess import score_queries
+from pipeline.model.parts.preprocess import siglip_view
+from pipeline.model.parts.prompt import format_instruction
 
-from .reference import REFERENCE, rgb
+from ..reference import REFERENCE, rgb
 
 GOLDEN = REFERENCE / "golden-tiny-instructseg"
 STAGE, SEG, MASK, SCORE = 5e-5, 1e-4, 2e-4, 2e-5

@@ -6,9 +6,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from pipeline.model.preprocess import SWIN_MEAN, SWIN_PAD_VALUE, SWIN_STD, shortest_edge_size, siglip_view, swin_view
+from pipeline.model.parts.preprocess import (
+    SWIN_MEAN,
+    SWIN_PAD_VALUE,
+    SWIN_STD,
+    shortest_edge_size,
+    siglip_view,
+    swin_view,
+)
 
-from .reference import GOLDEN
+from ..reference import GOLDEN
 
 SIGLIP_SIZE = 54  # hparams.json "siglip_image_size"
 CANVAS = 128  # hparams.json "swin_branch_image_size" (mask config INPUT.IMAGE_SIZE)

@@ -9,12 +9,12 @@ module adds the FVP and the SEG projection. ``predictor.py`` turns frames and ex
 import torch
 from torch import nn
 
-from .checkpoint import Route
+from ..parts.checkpoint import Route
+from ..parts.mask_decoder import MaskDecoderOutput
+from ..parts.mask_llm import MaskLlm
+from ..parts.pixel_decoder import PixelDecoderOutput
 from .config import HyperSegConfig
 from .fvp import FineGrainedPerceiver, convert_fvp, released_fvp
-from .mask_decoder import MaskDecoderOutput
-from .mask_llm import MaskLlm
-from .pixel_decoder import PixelDecoderOutput
 
 # Released top-level modules inference never runs: the LM head (segmentation decodes no text) and the
 # region / class-name prompt projectors (visual prompts and open-vocabulary classes are not IVS tasks).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .perceiver import PerceiverResampler, PerceiverSettings
+from ..parts.perceiver import PerceiverResampler, PerceiverSettings
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import MODEL_METHODS, PruningConfig
-from ..pruning import Selection
-from .config import preset
-from .fastv import run_llm_pruned
-from .hyperseg import HyperSeg
-from .llm import Assembled, LlmOutput, assemble, run_llm_shared
-from .mask_decoder import MaskDecoderOutput
-from .mask_llm import MaskLlm
-from .pixel_decoder import PixelDecoderOutput
-from .postprocess import best_query, upsample_to_original
-from .preprocess import siglip_view, swin_view
-from .prompt import build_prompt, build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids, tokenize_prompt
-from .token_selection import kept_selection, run_vision, select_visual_tokens
+from ...config import MODEL_METHODS, PruningConfig
+from ...pruning import Selection
+from ..config import preset
+from ..parts.llm import Assembled, LlmOutput, assemble, run_llm_shared
+from ..parts.mask_decoder import MaskDecoderOutput
+from ..parts.mask_llm import MaskLlm
+from ..parts.pixel_decoder import PixelDecoderOutput
+from ..parts.postprocess import best_query, upsample_to_original
+from ..parts.preprocess import siglip_view, swin_view
+from ..parts.prompt import (
+    build_prompt,
+    build_tiny_tokenizer,
+    format_instruction,
+    load_tokenizer,
+    refer_ids,
+    tokenize_prompt,
+)
+from ..token_pruning.fastv import run_llm_pruned
+from ..token_pruning.token_selection import kept_selection, run_vision, select_visual_tokens
+from .model import HyperSeg
 
 # Timed stages, in execution order; the FLOP benchmark's stages (selection includes the projector). FastV ranks
 # and drops inside "llm"; its per-expression coverage diagnostics count as "selection".

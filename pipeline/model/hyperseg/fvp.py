@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .perceiver import PerceiverResampler, PerceiverSettings
+from ..parts.perceiver import PerceiverResampler, PerceiverSettings
 
 # Top-level checkpoint names the FVP owns (no ``model.`` prefix in the released layout). ``temporal_query`` is a
 # bare parameter; the others are module prefixes followed by ``.``.

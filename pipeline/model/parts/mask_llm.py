@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import MaskLlmConfig, config_from_checkpoint
+from ..registry import model_for
 from .checkpoint import (
     CheckpointError,
     Route,
@@ -19,7 +21,6 @@ from .checkpoint import (
     read_weights,
     unmap_weights,
 )
-from .config import MaskLlmConfig, config_from_checkpoint
 from .llm import build_llm, convert_llm, released_llm
 from .mask_decoder import MaskDecoder, convert_decoder, released_decoder
 from .pixel_decoder import PixelDecoder, convert_pixel_decoder, released_pixel_decoder
@@ -148,14 +149,3 @@ class MaskLlm(nn.Module):
     def encode_swin(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Swin res2-res5 of the padded canvas ``(B, 3, C, C)``; ``pixel_decoder`` takes them from there."""
         return self.swin(pixels.to(self.seg_query.dtype))
-
-
-def model_for(config: MaskLlmConfig) -> type[MaskLlm]:
-    """The model class of a config (``HyperSegConfig`` -> ``HyperSeg``, ``InstructSegConfig`` -> ``InstructSeg``)."""
-    from .hyperseg import HyperSeg
-    from .instructseg import InstructSeg
-
-    for model_class in (HyperSeg, InstructSeg):
-        if type(config) is model_class.config_class:
-            return model_class
-    raise TypeError(f"no model for a {type(config).__name__}")

@@ -8,15 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model.pixel_decoder import (
+from pipeline.model.parts.pixel_decoder import (
     PixelDecoder,
     PixelDecoderOutput,
     PixelDecoderSettings,
     convert_pixel_decoder,
 )
-from pipeline.model.swin import FEATURE_NAMES, MaskBackbone, SwinSettings, convert_swin
+from pipeline.model.parts.swin import FEATURE_NAMES, MaskBackbone, SwinSettings, convert_swin
 
-from .reference import REFERENCE
+from ..reference import REFERENCE
 
 GOLDEN = REFERENCE / "golden-tiny"
 SWIN_PREFIX = "model.vision_tower_mask."

@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from pipeline.model.prompt import (
+from pipeline.model.parts.prompt import (
     IMAGE_TOKEN_INDEX,
     REFER_TOKEN_INDEX,
     SEG_TOKEN_INDEX,
@@ -22,7 +22,7 @@ from pipeline.model.prompt import (
     tokenize_prompt,
 )
 
-from .reference import GOLDEN
+from ..reference import GOLDEN
 
 # (task, golden case directory, annotation sentences as the dataset would hold them, or the file holding one)
 CASES = {

@@ -11,11 +11,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from pipeline.model import HyperSeg, HyperSegPredictor, config_from_checkpoint, preset
-from pipeline.model.checkpoint import CheckpointError, map_weights, parameters_on_meta, write_released_layout
-from pipeline.model.hyperseg import DROPPED_PREFIXES
+from pipeline.model.hyperseg.model import DROPPED_PREFIXES
+from pipeline.model.parts.checkpoint import CheckpointError, map_weights, parameters_on_meta, write_released_layout
 from tests.samples import payload
 
-from .reference import GOLDEN, REFERENCE
+from ..reference import GOLDEN, REFERENCE
 
 CHECKPOINT = GOLDEN / "checkpoint"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int64": torch.int64}

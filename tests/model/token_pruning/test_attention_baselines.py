@@ -13,19 +13,19 @@ import pytest
 import torch
 
 from pipeline.model import HyperSeg, HyperSegPredictor, PruningConfig, preset
-from pipeline.model.attention_rows import (
+from pipeline.model.parts.llm import assemble, pad_sequences, read_states, run_llm
+from pipeline.model.parts.preprocess import siglip_view
+from pipeline.model.parts.prompt import build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids
+from pipeline.model.token_pruning.attention_rows import (
     capture_attention_input,
     last_row_attention,
     received_attention,
 )
-from pipeline.model.fastv import run_llm_fastv
-from pipeline.model.llm import assemble, pad_sequences, read_states, run_llm
-from pipeline.model.preprocess import siglip_view
-from pipeline.model.prompt import build_tiny_tokenizer, format_instruction, load_tokenizer, refer_ids
-from pipeline.model.token_selection import run_vision
+from pipeline.model.token_pruning.fastv import run_llm_fastv
+from pipeline.model.token_pruning.token_selection import run_vision
 from pipeline.pruning import budget, coverage_radius
 
-from ..pruning import reference as ref
+from ...pruning import reference as ref
 
 TEXTS = ["the cat", "a small dog sitting on the left of the picture"]
 

@@ -15,10 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pruning import Selection
-from .instructseg import InstructSeg
-from .mask_decoder import MaskDecoderOutput
-from .predictor import (
+from ...pruning import Selection
+from ..hyperseg.predictor import (
     EncodedFrames,
     FrameTokens,
     HyperSegPredictor,
@@ -27,7 +25,9 @@ from .predictor import (
     inference,
     per_expression,
 )
-from .prompt import refer_ids
+from ..parts.mask_decoder import MaskDecoderOutput
+from ..parts.prompt import refer_ids
+from .model import InstructSeg
 
 # Timed stages, in execution order (``HyperSegPredictor``'s with the OVP for the FVP; the VMTF is in "decoder").
 STAGES = ("siglip", "selection", "swin", "pixel_decoder", "ovp", "llm", "decoder", "postprocess")

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.model import HyperSegPredictor
-from pipeline.model.preprocess import siglip_view
+from pipeline.model.parts.preprocess import siglip_view
 
-from .reference import GOLDEN, rgb
+from ..reference import GOLDEN, rgb
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model import postprocess
-from pipeline.model.postprocess import best_query, score_queries, top1, unpadded_extent, upsample_to_original
+from pipeline.model.parts import postprocess
+from pipeline.model.parts.postprocess import best_query, score_queries, top1, unpadded_extent, upsample_to_original
 
-from .reference import GOLDEN
+from ..reference import GOLDEN
 
 CANVAS = 128  # INPUT.IMAGE_SIZE of the tiny checkpoint
 MASK_TOLERANCE = 1e-4  # golden README: mask logits

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.model.fvp import (
+from pipeline.model.hyperseg.fvp import (
     FineGrainedPerceiver,
     FvpSettings,
     convert_fvp,
@@ -14,7 +14,7 @@ from pipeline.model.fvp import (
     is_fvp_key,
 )
 
-from .reference import REFERENCE
+from ..reference import REFERENCE
 
 GOLDEN = REFERENCE / "golden-tiny"
 # golden-tiny/video/README.md: about 1e-5 absolute on fvp.out and the temporal query in fp32.
