@@ -1,7 +1,7 @@
 # Two commands a fresh machine needs: `make demo` and `make test`. Each builds .venv if it is missing.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch (CI and laptops). For a CUDA build, see README "Install".
+# The CPU build of torch (CI and laptops). For a CUDA build, see docs/install.md.
 TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 

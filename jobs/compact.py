@@ -4,10 +4,10 @@
     python jobs/compact.py --run s3://bucket/labels --target-mb 512
 
 A run writes one Parquet file per table per shard; past about a thousand shards, opening them dominates a query
-(README "Querying results at size"). Compaction keeps the ``_done`` contract: the markers stay, so the same run
-command resumes as before, ``pipeline.results.load`` reads the same rows, and a crash at any point loses nothing
-(run it again to finish). It takes the folder's lease, so it never runs beside the folder's driver. Run it again
-after more shards were committed: it merges only the new ones.
+(docs/performance.md, "Querying results at size"). Compaction keeps the ``_done`` contract: the markers stay, so
+the same run command resumes as before, ``pipeline.results.load`` reads the same rows, and a crash at any point
+loses nothing (run it again to finish). It takes the folder's lease, so it never runs beside the folder's driver.
+Run it again after more shards were committed: it merges only the new ones.
 """
 
 import argparse

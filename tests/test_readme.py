@@ -1,17 +1,38 @@
-"""The README's Python snippets run as written, and its Quick start is what CI runs."""
+"""The README's and docs' Python snippets run as written, their links resolve, and the Quick start is what CI
+runs."""
 
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def test_python_snippets_run():
-    snippets = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    assert snippets
-    for code in snippets:
-        exec(compile(code, "README.md", "exec"), {})
+def snippets(page: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if snippets(p)], ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_python_snippets_run(page):
+    for code in snippets(page):
+        exec(compile(code, str(page.relative_to(ROOT)), "exec"), {})
+
+
+def test_the_readme_is_short_and_its_snippet_runs_in_the_suite():
+    assert len(README.encode()) <= 15_000
+    assert snippets(ROOT / "README.md")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page):
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)#][^)]*?)(?:#[^)]*)?\)", text):
+        if "://" in target:
+            continue
+        assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -60,7 +60,7 @@ def test_evtp_at_keep_0_2_keeps_90_percent_of_the_accuracy(predictor, images, fu
 @pytest.mark.xfail(
     strict=True,
     reason="not met yet: the shipped model's FVP state carries no motion (card: motion J 0.285 carried, 0.284 "
-    "frame by frame on 126 expressions); issue 13 is blocked on it (README: what the LLM reads, and why)",
+    "frame by frame on 126 expressions); issue 13 is blocked on it (docs/training.md: what the measurements say)",
 )
 def test_the_carried_video_state_beats_frame_by_frame_on_motion_expressions(predictor, videos):
     carried, alone = [], []
