@@ -9,8 +9,6 @@ Sets without public ground truth (Ref-YouTube-VOS valid, MeViS valid) are export
 the official submission layout ``DIR/Annotations/<video>/<exp_id>/<frame>.png`` (0/255, mode L).
 """
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -21,16 +19,7 @@ from PIL import Image  # noqa: E402
 
 from pipeline.data import Sample, read_samples  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
-from pipeline.engine.cli import (  # noqa: E402
-    add_run_arguments,
-    config_from_args,
-    exit_status,
-    fixture_shards,
-    format_table,
-    start,
-    write_overlay,
-    write_report,
-)
+from pipeline.engine.cli import evaluation_job, fixture_shards, job_parser  # noqa: E402
 from pipeline.engine.report import VIDEO_COLUMNS, video_summary  # noqa: E402
 from pipeline.results import decode_mask, load  # noqa: E402
 from pipeline.synth.write import write_revos  # noqa: E402
@@ -55,29 +44,28 @@ def export_png(shards: str, predictions, directory: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, default_output="runs/eval-revos")
+    parser = job_parser(__doc__, default_output="runs/eval-revos")
     parser.add_argument("--export-png", help="also write the masks in the official PNG layout under this folder")
     args = parser.parse_args(argv)
-    config = config_from_args(args, fixture)
-    summary = start(config, args)
-    rows = video_summary(load(config.output.uri, "metrics"))
-    p = config.pruning
-    header = (
-        f"{config.model.checkpoint or 'preset ' + config.model.preset}, {p.method} keep {p.keep}: "
-        f"{summary.samples} videos, {summary.frames} frames, {summary.errors} errors, "
-        f"{summary.shards_done} shards done, {summary.shards_skipped} skipped"
-    )
-    text = header + "\n" + format_table(rows, VIDEO_COLUMNS)
-    if summary.frames:
-        text += f"\noverlay: {write_overlay(config.output.uri, config.data.shards)}"
-    if args.export_png:
+
+    def exported(config) -> str:
+        if not args.export_png:
+            return ""
         written = export_png(config.data.shards, load(config.output.uri, "predictions"), args.export_png)
-        text += f"\nexported {written} masks to {args.export_png}/Annotations"
-    print(text)
-    write_report(config.output.uri, "eval_revos", text, {"summary": vars(summary), "rows": rows})
-    return exit_status(summary)
+        return f"\nexported {written} masks to {args.export_png}/Annotations"
+
+    return evaluation_job(
+        args,
+        fixture,
+        name="eval_revos",
+        summarize=video_summary,
+        columns=VIDEO_COLUMNS,
+        counts=lambda s: (
+            f"{s.samples} videos, {s.frames} frames, {s.errors} errors, {s.shards_done} shards done, "
+            f"{s.shards_skipped} skipped"
+        ),
+        extra=exported,
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ default COCO and SA-V, under ``<output>/exports/``) with a QC sheet (``exports/q
 other filters or formats without re-running the model: ``jobs/export_labels.py --run <output> ...``.
 """
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -20,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pipeline.data.fixtures.corpus import VIDEO_FPS, write_corpus  # noqa: E402
 from pipeline.data.layouts import FORMATS  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
-    add_run_arguments,
     config_from_args,
     exit_status,
     fixture_shards,
     format_table,
+    job_parser,
     start,
     write_report,
 )
@@ -41,9 +39,7 @@ def fixture(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, default_output="runs/pseudo-label")
+    parser = job_parser(__doc__, default_output="runs/pseudo-label")
     add_filter_arguments(parser)
     parser.set_defaults(min_score=0.5)
     parser.add_argument(

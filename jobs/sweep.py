@@ -11,9 +11,7 @@ for videos (ReVOS overall) or cIoU for images; the coverage columns are the mean
 kept tokens over the run's frames (pruning.md §1.8; for FastV, over each expression's own tokens).
 """
 
-import argparse
 import dataclasses
-import logging
 import math
 import sys
 from pathlib import Path
@@ -26,10 +24,10 @@ from eval_revos import fixture  # noqa: E402
 from pipeline.config import ModelConfig, OutputConfig  # noqa: E402
 from pipeline.engine.cli import (  # noqa: E402
     SHIPPED_CHECKPOINT,
-    add_run_arguments,
     config_from_args,
     exit_status,
     format_table,
+    job_parser,
     keep_value,
     option_value,
     start,
@@ -94,9 +92,7 @@ def model_config(entry: str, base: ModelConfig) -> tuple[str, ModelConfig]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, default_output="runs/sweep")
+    parser = job_parser(__doc__, default_output="runs/sweep")
     parser.add_argument(
         "--models",
         help=f"comma-separated presets or checkpoint folders (default: --preset/--checkpoint, else {DEFAULT_MODELS})",

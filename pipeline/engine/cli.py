@@ -30,6 +30,47 @@ REPORT = "_report"
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "synth-hyperseg"
 
 
+def job_parser(doc: str, default_output: str) -> argparse.ArgumentParser:
+    """A job's parser with the flags every job takes (its description: the first paragraph of ``doc``); sets up
+    logging."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_run_arguments(parser, default_output)
+    return parser
+
+
+def evaluation_job(
+    args: argparse.Namespace,
+    fixture: Callable[[Path], str],
+    *,
+    name: str,
+    summarize: Callable,
+    columns: list[str],
+    counts: Callable[[RunSummary], str],
+    extra: Callable[[RunConfig], str] | None = None,
+) -> int:
+    """An evaluation job after its flags: run (or resume) it, print the per-split table of the ``metrics`` table
+    read back (``summarize`` and ``columns`` from ``report``) under a header with ``counts(summary)``, draw the
+    overlay, append ``extra(config)``, write ``_report/{name}``; returns the exit status."""
+    from ..results import load
+
+    config = config_from_args(args, fixture)
+    summary = start(config, args)
+    rows = summarize(load(config.output.uri, "metrics"))
+    p = config.pruning
+    header = (
+        f"{config.model.checkpoint or 'preset ' + config.model.preset}, {p.method} keep {p.keep}: {counts(summary)}"
+    )
+    text = header + "\n" + format_table(rows, columns)
+    if summary.expressions:
+        text += f"\noverlay: {write_overlay(config.output.uri, config.data.shards)}"
+    if extra is not None:
+        text += extra(config)
+    print(text)
+    write_report(config.output.uri, name, text, {"summary": vars(summary), "rows": rows})
+    return exit_status(summary)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
     """The flags every job takes."""
     parser.add_argument("--shards", help="input shards: URL, glob, brace pattern or manifest.json (default: fixture)")

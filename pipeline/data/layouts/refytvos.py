@@ -16,12 +16,10 @@ Absent objects: where a frame's PNG has no pixel equal to the object id, the mas
 Null is the contract's "absent from this frame", as in ReVOS/MeViS ``mask_dict.json``; the evaluation treats it as
 an empty mask and so does ``Sample.target`` (a union skipping nulls), so nothing is lost and shards stay small.
 
-The helpers ``load_json``, ``load_videos`` and ``read_frames`` are shared with ``layouts.revos``: ReVOS and MeViS
-extend this ``meta_expressions.json`` format.
+ReVOS and MeViS extend this ``meta_expressions.json`` format: what the three converters share is in
+``layouts.meta_expressions``.
 """
 
-import io
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from .. import rle
-from ..sample import Expression, ShardSample, build_meta, frame_member, make_key
+from ..sample import Expression, ShardSample
+from .meta_expressions import expression_text, load_json, load_videos, read_frames, video_sample
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ FORMAT = "refytvos"
 # The competition's valid expression file also lists the 305 test videos; ReferFormer's inference_ytvos.py removes
 # the keys of the test file and asserts 202 videos remain (metrics.md §3.2).
 TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT = "train", "valid", "test"
-FRAME_EXTENSION = "jpg"
 # PIL modes whose pixel values are the object indices (ReferFormer opens with .convert('P'), a no-op on both).
 _INDEX_MODES = ("P", "L")
 
@@ -103,7 +101,7 @@ def _video_sample(
     where = f"{meta_path} video {video!r}"
     expressions, object_ids = [], []
     for exp_id, fields in entry["expressions"].items():
-        text = _text(fields, f"{where} expression {exp_id!r}")
+        text = expression_text(fields, f"{where} expression {exp_id!r}")
         targets = ()
         if annotation_root is not None:
             obj_id = fields.get("obj_id")
@@ -115,21 +113,8 @@ def _video_sample(
     gt = None
     if annotation_root is not None:
         gt = {"objects": _object_masks(annotation_root / video, names, object_ids, size), "ignore": None}
-    ids = {
-        "expressions": {str(e): {k: v for k, v in f.items() if k != "exp"} for e, f in entry["expressions"].items()}
-    }
-    if categories is not None:
-        ids["categories"] = categories
-    key = make_key(video)
-    meta = build_meta(
-        key=key,
-        media=media,
-        size=size,
-        expressions=expressions,
-        gt=gt,
-        source={"dataset": FORMAT, "split": split, "original_id": video, "ids": ids},
-    )
-    return ShardSample(key=key, meta=meta, members=members)
+    extra = {"categories": categories} if categories is not None else {}
+    return video_sample(FORMAT, split, video, entry, members, media, size, expressions, gt, extra)
 
 
 def _object_masks(folder: Path, names: list[str], object_ids: list[str], size: tuple[int, int]) -> dict:
@@ -182,68 +167,3 @@ def _load_categories(path: Path) -> dict[str, dict[str, str]]:
             raise ValueError(f"{path}: video {video!r} has no 'objects' mapping")
         categories[video] = {str(o): v.get("category") for o, v in objects.items() if isinstance(v, dict)}
     return categories
-
-
-def _text(fields: object, where: str) -> str:
-    if not isinstance(fields, dict) or not isinstance(fields.get("exp"), str):
-        raise ValueError(f"{where}: expected an object with an 'exp' string, got {str(fields)[:80]}")
-    return fields["exp"]
-
-
-def load_json(path: Path) -> object:
-    """Parse a JSON file, raising ``ValueError`` naming the file when it is missing or invalid."""
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-
-
-def load_videos(path: Path) -> dict[str, dict]:
-    """The ``videos`` of a ``meta_expressions`` file, each checked to have ``frames`` and ``expressions``."""
-    data = load_json(path)
-    videos = data.get("videos") if isinstance(data, dict) else None
-    if not isinstance(videos, dict):
-        raise ValueError(f"{path}: expected {{'videos': {{video: {{'frames': [...], 'expressions': {{...}}}}}}}}")
-    for video, entry in videos.items():
-        if not isinstance(entry, dict):
-            raise ValueError(f"{path}: video {video!r} is not an object")
-        frames = entry.get("frames")
-        if not isinstance(frames, list) or not frames or not all(isinstance(f, str) and f for f in frames):
-            raise ValueError(f"{path}: video {video!r} needs a non-empty 'frames' list of names")
-        if len(set(frames)) != len(frames):
-            raise ValueError(f"{path}: video {video!r} lists a frame twice")
-        if not isinstance(entry.get("expressions"), dict):
-            raise ValueError(f"{path}: video {video!r} needs an 'expressions' object")
-    return videos
-
-
-def read_frames(
-    folder: Path, names: list[str], size: tuple[int, int] | None = None, size_from: str = "the first frame"
-) -> tuple[dict[str, bytes], dict, tuple[int, int]]:
-    """The JPEG frames ``<folder>/<name>.jpg``, bytes unchanged, as members, ``media`` and ``(h, w)``.
-
-    Every frame's header is read, so a missing, unreadable or differently sized frame fails here rather than in
-    the reader; ``size`` (e.g. the meta's height/width, described by ``size_from`` in errors) is checked when
-    given, else the first frame's is used.
-    """
-    members: dict[str, bytes] = {}
-    for index, name in enumerate(names):
-        path = folder / f"{name}.{FRAME_EXTENSION}"
-        try:
-            data = path.read_bytes()
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-        except FileNotFoundError:
-            raise ValueError(f"{path}: missing frame") from None
-        except OSError as error:
-            raise ValueError(f"{path}: unreadable frame ({error})") from None
-        if size is None:
-            size = (height, width)
-        if (height, width) != tuple(size):
-            raise ValueError(f"{path}: frame is {height}x{width}, expected {size[0]}x{size[1]} ({size_from})")
-        members[frame_member(index, FRAME_EXTENSION)] = data
-    media = {"type": "frames", "members": list(members), "frame_names": list(names)}
-    return members, media, (int(size[0]), int(size[1]))

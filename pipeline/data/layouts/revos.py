@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import rle
-from ..sample import Expression, ShardSample, build_meta, make_key
-from .refytvos import load_json, load_videos, read_frames
+from ..sample import Expression, ShardSample
+from .meta_expressions import expression_text, load_json, load_videos, read_frames, video_sample
 
 logger = logging.getLogger(__name__)
 
@@ -132,24 +132,11 @@ def _video_sample(
     if mask_dict is not None:
         objects = {a: _object_rles(mask_dict, a, len(names), size, layout.mask_path, check_rles) for a in anno_ids}
         gt = {"objects": objects, "ignore": None}
-    ids = {
-        "expressions": {str(e): {k: v for k, v in f.items() if k != "exp"} for e, f in entry["expressions"].items()}
-    }
-    key = make_key(video)
-    meta = build_meta(
-        key=key,
-        media=media,
-        size=size,
-        expressions=expressions,
-        gt=gt,
-        source={"dataset": layout.dataset, "split": split, "original_id": video, "ids": ids},
-    )
-    return ShardSample(key=key, meta=meta, members=members)
+    return video_sample(layout.dataset, split, video, entry, members, media, size, expressions, gt)
 
 
 def _expression(dataset: str, exp_id: str, fields: object, where: str, mask_dict: dict | None) -> Expression:
-    if not isinstance(fields, dict) or not isinstance(fields.get("exp"), str):
-        raise ValueError(f"{where}: expected an object with an 'exp' string, got {str(fields)[:80]}")
+    text = expression_text(fields, where)
     anno = _id_list(fields, "anno_id", where, required=dataset == FORMAT or mask_dict is not None)
     obj = _id_list(fields, "obj_id", where, required=dataset == FORMAT)
     if anno is not None and obj is not None and len(anno) != len(obj):
@@ -164,7 +151,7 @@ def _expression(dataset: str, exp_id: str, fields: object, where: str, mask_dict
     else:
         kind = "no-target" if anno == [] else "referring"
     object_ids = tuple(str(a) for a in anno) if mask_dict is not None else ()
-    return Expression(exp_id, fields["exp"], kind, object_ids)
+    return Expression(exp_id, text, kind, object_ids)
 
 
 def _id_list(fields: dict, name: str, where: str, *, required: bool) -> list | None:
