@@ -35,6 +35,14 @@ def test_relative_links_resolve(page):
         assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_shell_block_is_run_by_the_suite_or_says_what_it_needs(page):
+    """Python blocks run above; a shell or text block opens with a comment naming what runs it in the suite or what
+    it needs (a dataset, released weights, a GPU, a cluster)."""
+    for block in re.findall(r"```(?:bash|text)\n(.*?)```", page.read_text(), flags=re.S):
+        assert block.startswith("# "), f"{page.name}: a block opens without saying what runs it: {block[:80]!r}"
+
+
 def test_ci_runs_the_readme_test_command():
     quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
     commands = re.findall(r"^(make \w+)", quick_start, flags=re.M)
