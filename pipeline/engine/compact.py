@@ -46,7 +46,6 @@ class Compacted:
 
     shards: set[str] = field(default_factory=set)
     parts: dict[str, list[str]] = field(default_factory=dict)
-    records: list[dict] = field(default_factory=list)
 
 
 def compacted(fs: fsspec.AbstractFileSystem, root: str) -> Compacted:
@@ -59,7 +58,6 @@ def compacted(fs: fsspec.AbstractFileSystem, root: str) -> Compacted:
             continue
         with fs.open(path, "r") as f:
             record = json.load(f)
-        out.records.append(record)
         out.shards.update(record["shards"])
         for table, names in record["parts"].items():
             out.parts.setdefault(table, []).extend(names)
