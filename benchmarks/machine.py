@@ -1,5 +1,6 @@
 """What the benchmarks record about the machine they ran on."""
 
+import os
 import platform
 from pathlib import Path
 
@@ -13,3 +14,8 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def describe() -> dict:
+    """The machine a benchmark ran on: CPU model, cores and Python version."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}

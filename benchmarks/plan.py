@@ -25,8 +25,6 @@ Shards follow ``make_shards.py``'s defaults (at most 1,000 samples or 512 MB eac
 
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_name
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "planning table: --dry-run's estimate on dataset-sized manifests (benchmarks/plan.py)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": describe(),
         "model": "HyperSeg at its released 3B size (benchmarks/results/flops.json, image case)",
         "gpu_tflops": args.gpu_tflops,
         "statistics": __doc__.split("Statistics, and where each comes from:\n", 1)[1].strip(),

@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from machine import cpu_name
+from machine import describe
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "querying a run's tables before and after compaction (benchmarks/query.py)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": describe(),
         "data": f"per shard {VIDEOS} videos x {EXPRESSIONS} expressions x {FRAMES} frames; masks: RLE of "
         f"{SIZE[0]}x{SIZE[1]} ellipses, a pool of {args.pool}; random keys; page cache warm",
         "s3": "moto server on 127.0.0.1 (tests/s3/server.py), s3fs",

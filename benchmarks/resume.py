@@ -18,7 +18,6 @@ one listing of the markers, the pending shards longest first, repeated keys) and
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from machine import cpu_name
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "resume planning: the steps run() takes before work starts (benchmarks/resume.py)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": describe(),
         "s3": "moto server on 127.0.0.1 (tests/s3/server.py), s3fs",
         "goal": "under 60 s and 2 GB at 100,000 shards with 50,000 committed (issue 16)",
         "rows": rows,

@@ -36,7 +36,6 @@ planning table).
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -48,7 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_name
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -393,7 +392,7 @@ def _write(args, cost: dict, image_shard: int, rows: list[dict], fault_cost: dic
     result = {
         "benchmark": "the real engine on a simulated cluster (benchmarks/scale.py); a simulated predictor",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": describe(),
         "cluster": {"nodes": args.nodes, "gpus_per_node": args.gpus_per_node, "address": "127.0.0.1"},
         "cost_model": cost,
         "workloads": {

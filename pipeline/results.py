@@ -67,7 +67,7 @@ def table_files(run: str, table: str, *, committed_only: bool = True) -> tuple[f
         return fs, sorted(stems.values())
     state = compacted(fs, root)
     names = state.parts.get(table, [])
-    parts = part_paths(fs, root, table, names, set(present))
+    parts = part_paths(root, table, names, set(present))
     held = state.shards | set(names)  # a compacted shard's own file is left over from before its compaction
     files = {stem: path for stem, path in stems.items() if stem not in held}
     if committed_only:

@@ -64,7 +64,7 @@ def compacted(fs: fsspec.AbstractFileSystem, root: str) -> Compacted:
     return out
 
 
-def part_paths(fs: fsspec.AbstractFileSystem, root: str, table: str, names: list[str], present: set[str]) -> list[str]:
+def part_paths(root: str, table: str, names: list[str], present: set[str]) -> list[str]:
     """Each part's path as it is now (visible, or hidden while step 3 has not reached it); ``present`` holds the
     table folder's file names. A part a record names that is gone is a damaged folder, not an empty one."""
     paths = []
@@ -95,8 +95,7 @@ def compact(output: str, *, target_bytes: int = TARGET_BYTES, progress: bool = T
     fs, root = sink.fs, sink.root
     if not fs.exists(f"{root}/{CONFIG}"):
         raise ConfigError(f"{output} is not a run folder (it has no {CONFIG})")
-    finish(fs, root)
-    state = compacted(fs, root)
+    state = finish(fs, root)
     shards = sorted(sink.done() - state.shards)
     if not shards:
         return []
@@ -117,9 +116,10 @@ def compact(output: str, *, target_bytes: int = TARGET_BYTES, progress: bool = T
     return results
 
 
-def finish(fs: fsspec.AbstractFileSystem, root: str) -> None:
+def finish(fs: fsspec.AbstractFileSystem, root: str) -> Compacted:
     """Step 3 of every committed record (remove its shards' per-shard files, make its parts visible), and remove
-    the hidden parts that no record names (a compaction that died before its commit point)."""
+    the hidden parts that no record names (a compaction that died before its commit point); returns the records'
+    state."""
     state = compacted(fs, root)
     for table in TABLES:
         fs.invalidate_cache(f"{root}/{table}")
@@ -136,6 +136,7 @@ def finish(fs: fsspec.AbstractFileSystem, root: str) -> None:
                 else:
                     logger.warning("removing %s, left by a compaction that did not commit", path)
                     fs.rm(path)
+    return state
 
 
 def _shard_files(fs: fsspec.AbstractFileSystem, root: str, table: str, shards: list[str]) -> list[tuple[str, int]]:
