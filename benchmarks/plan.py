@@ -48,12 +48,18 @@ SHARD_BYTES, SHARD_SAMPLES = 512e6, 1000  # make_shards.py's defaults
 KEEPS = (("none", 1.0), ("evtp", 0.2))
 
 
+def spread(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``total`` expressions over ``count`` samples: evenly, the remainder one each to samples drawn at random."""
+    counts = np.full(count, total // count)
+    counts[rng.choice(count, total % count, replace=False)] += 1
+    return counts
+
+
 def video_dataset(name: str, videos: int, expressions: int, seed: int) -> list[dict]:
-    """Per video: frames (log-normal, median 60, 10-200) and expressions (spread evenly, the rest at random)."""
+    """Per video: frames (log-normal, median 60, 10-200) and expressions (``spread``)."""
     rng = np.random.default_rng(seed)
     frames = np.clip(np.round(rng.lognormal(np.log(60), 0.7, videos)), 10, 200).astype(int)
-    counts = np.full(videos, expressions // videos)
-    counts[rng.choice(videos, expressions % videos, replace=False)] += 1
+    counts = spread(expressions, videos, rng)
     return [
         {"key": f"{name}/v{i:06d}", "frames": int(f), "expressions": int(e)}
         for i, (f, e) in enumerate(zip(frames, counts, strict=True))
@@ -61,9 +67,7 @@ def video_dataset(name: str, videos: int, expressions: int, seed: int) -> list[d
 
 
 def image_dataset(name: str, images: int, expressions: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    counts = np.full(images, expressions // images)
-    counts[rng.choice(images, expressions % images, replace=False)] += 1
+    counts = spread(expressions, images, np.random.default_rng(seed))
     return [{"key": f"{name}/i{i:08d}", "frames": 1, "expressions": int(e)} for i, e in enumerate(counts)]
 
 
