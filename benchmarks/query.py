@@ -183,8 +183,8 @@ def write_run(folder: str, shards: int, pool: list[str], seed: int) -> dict:
 
 
 def folder_bytes(folder: str) -> int:
-    fs = Sink(folder).fs
-    return sum(fs.du(f"{Sink(folder).root}/{table}") for table in ("predictions", "metrics"))
+    sink = Sink(folder)
+    return sum(sink.fs.du(f"{sink.root}/{table}") for table in ("predictions", "metrics"))
 
 
 def questions(folder: str, key: str) -> dict:
